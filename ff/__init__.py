@@ -1,0 +1,1 @@
+"""ff: durable execution on Valkey."""
