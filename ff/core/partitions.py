@@ -1,0 +1,94 @@
+"""Partition math: which `{fp:N}` / `{b:M}` / `{q:K}` hash tag a record lives under.
+
+The counts are fixed per deployment (stored in `ff:config:partitions` at first boot);
+changing them would move every record, so a later boot with other counts is refused.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+
+FLOW_FAMILY = "fp"
+BUDGET_FAMILY = "b"
+QUOTA_FAMILY = "q"
+
+
+def _crc16_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+        table.append(crc & 0xFFFF)
+    return tuple(table)
+
+
+_CRC16 = _crc16_table()
+
+
+def crc16_xmodem(data: bytes) -> int:
+    """CRC16/XMODEM (poly 0x1021, init 0): the CRC Valkey Cluster uses for slots."""
+    crc = 0
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFF) ^ _CRC16[((crc >> 8) ^ byte) & 0xFF]
+    return crc
+
+
+def fnv1a_64(data: bytes) -> int:
+    """FNV-1a 64: spreads workers over partitions (scheduler start offset)."""
+    value = 0xCBF29CE484222325
+    for byte in data:
+        value = ((value ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return value
+
+
+class PartitionConfig(msgspec.Struct, frozen=True):
+    num_flow_partitions: int = 256
+    num_budget_partitions: int = 32
+    num_quota_partitions: int = 32
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if not 0 < value <= 65535:
+                raise ValueError(f"{name} must be in 1..65535, got {value}")
+
+    def as_fields(self) -> dict[str, str]:
+        return {name: str(getattr(self, name)) for name in self.__struct_fields__}
+
+    def mismatch_with(self, stored: dict[str, str]) -> str | None:
+        """The first field whose stored value differs from ours, as the boot error text."""
+        for name, value in self.as_fields().items():
+            if name in stored and stored[name] != value:
+                return (
+                    f"partition_mismatch: {name}: stored={stored[name]}, config={value}. "
+                    "Partition counts are fixed at deployment time."
+                )
+        return None
+
+    def flow_partition(self, flow_id: str) -> int:
+        return crc16_xmodem(uuid.UUID(flow_id).bytes) % self.num_flow_partitions
+
+    def lane_partition(self, lane_id: str) -> int:
+        """Solo executions (no flow) live on the partition of their lane."""
+        return crc16_xmodem(lane_id.encode()) % self.num_flow_partitions
+
+    def budget_partition(self, budget_id: str) -> int:
+        return crc16_xmodem(uuid.UUID(budget_id).bytes) % self.num_budget_partitions
+
+    def quota_partition(self, quota_policy_id: str) -> int:
+        return crc16_xmodem(uuid.UUID(quota_policy_id).bytes) % self.num_quota_partitions
+
+
+def flow_tag(index: int) -> str:
+    return f"{{{FLOW_FAMILY}:{index}}}"
+
+
+def budget_tag(index: int) -> str:
+    return f"{{{BUDGET_FAMILY}:{index}}}"
+
+
+def quota_tag(index: int) -> str:
+    return f"{{{QUOTA_FAMILY}:{index}}}"

@@ -1,0 +1,136 @@
+"""The execution policy: retry, timeouts, routing, streams. Stored verbatim as JSON.
+
+Decoding through these Structs is the validation: unknown fields and wrong types are
+rejected with `invalid_policy_json` before anything is written. The library reads the
+stored JSON itself (retry decision, reclaim cap, attempt timeout), so `backoff_delay_ms`
+here mirrors lua/execution.lua for documentation and tests.
+"""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+from ff.core.errors import ValidationError
+
+CAPS_MAX_TOKENS = 256
+CAPS_MAX_BYTES = 4096
+
+
+class _Policy(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class FixedBackoff(_Policy, tag="fixed", tag_field="type"):
+    delay_ms: int = 1000
+
+
+class ExponentialBackoff(_Policy, tag="exponential", tag_field="type"):
+    initial_delay_ms: int = 1000
+    max_delay_ms: int = 60000
+    multiplier: float = 2.0
+    jitter: bool = False
+
+
+Backoff = FixedBackoff | ExponentialBackoff
+
+
+class RetryPolicy(_Policy):
+    max_retries: int = 3
+    backoff: Backoff = msgspec.field(default_factory=ExponentialBackoff)
+    retryable_categories: list[str] | None = None
+
+
+class TimeoutPolicy(_Policy):
+    attempt_timeout_ms: int | None = None
+    execution_deadline_ms: int | None = None
+    max_reclaim_count: int | None = None
+
+
+class SuspensionPolicy(_Policy):
+    default_timeout_ms: int | None = None
+    timeout_behavior: str = "fail"
+
+
+class RoutingRequirements(_Policy):
+    required_capabilities: list[str] = msgspec.field(default_factory=list)
+    preferred_locality: str | None = None
+    isolation_level: str | None = None
+
+
+class StreamPolicy(_Policy):
+    durability_mode: str = "buffered"
+    retention_maxlen: int = 10000
+    retention_ttl_ms: int | None = None
+
+
+class ExecutionPolicy(_Policy):
+    priority: int | None = None
+    delay_until: int | None = None
+    retry_policy: RetryPolicy | None = None
+    timeout_policy: TimeoutPolicy | None = None
+    max_reclaim_count: int | None = None
+    suspension_policy: SuspensionPolicy | None = None
+    max_replay_count: int | None = None
+    budget_ids: list[str] | None = None
+    routing_requirements: RoutingRequirements | None = None
+    dedup_window_ms: int | None = None
+    stream_policy: StreamPolicy | None = None
+    max_signals_per_execution: int | None = None
+
+    def required_capabilities(self) -> list[str]:
+        routing = self.routing_requirements
+        return list(routing.required_capabilities) if routing else []
+
+
+_decoder = msgspec.json.Decoder(ExecutionPolicy)
+_encoder = msgspec.json.Encoder()
+
+
+def decode_policy(raw: bytes | str | dict | None) -> ExecutionPolicy | None:
+    """Validate a policy given as JSON text or an already-decoded object."""
+    if raw is None or raw in ("", b"", {}):
+        return None
+    try:
+        if isinstance(raw, dict):
+            return msgspec.convert(raw, ExecutionPolicy)
+        return _decoder.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ValidationError("invalid_policy_json", str(exc)) from None
+
+
+def encode_policy(policy: ExecutionPolicy | None) -> str:
+    return _encoder.encode(policy).decode() if policy is not None else ""
+
+
+def backoff_delay_ms(retry: RetryPolicy, retry_count: int) -> int:
+    """Delay before the retry about to happen (`retry_count` retries already done)."""
+    backoff = retry.backoff
+    if isinstance(backoff, FixedBackoff):
+        return max(0, backoff.delay_ms)
+    delay = backoff.initial_delay_ms * backoff.multiplier**retry_count
+    return max(0, math.floor(min(delay, backoff.max_delay_ms)))
+
+
+def capabilities_csv(tokens: list[str] | set[str] | tuple[str, ...], side: str) -> str:
+    """Sorted, comma-joined capability tokens, validated as the library validates them.
+
+    `side` is "required" or "worker" and prefixes the error detail.
+    """
+    unique = sorted(set(tokens))
+    for token in unique:
+        if not isinstance(token, str):
+            raise ValidationError("invalid_capabilities", f"{side}:non_string_token")
+        if not token:
+            raise ValidationError("invalid_capabilities", f"{side}:empty_token")
+        if "," in token:
+            raise ValidationError("invalid_capabilities", f"{side}:comma_in_token")
+        if any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in token):
+            raise ValidationError("invalid_capabilities", f"{side}:control_or_whitespace")
+    if len(unique) > CAPS_MAX_TOKENS:
+        raise ValidationError("invalid_capabilities", f"{side}:too_many_tokens")
+    csv = ",".join(unique)
+    if len(csv.encode()) > CAPS_MAX_BYTES:
+        raise ValidationError("invalid_capabilities", f"{side}:too_many_bytes")
+    return csv

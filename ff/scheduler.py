@@ -1,0 +1,149 @@
+"""claim_for_worker: which execution a worker gets next, as a claim grant.
+
+Used by the server's claim route and by workers that run without a server. Per call it
+looks at the lane's home partition (where solo executions of the lane live) plus a window
+of up to 32 partitions that starts at a per-worker offset and rotates every 250 ms, so
+workers spread out and every partition is reached within a few windows. One pipelined
+round trip finds which of those partitions have work; then one FCALL per chosen partition
+grants the first execution the worker may take (reclaimable leases first, then eligible).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from ff.core.errors import ContentionError, ValidationError
+from ff.core.ids import validate_lane, validate_worker_id
+from ff.core.keys import ExecKeys, IndexKeys
+from ff.core.partitions import PartitionConfig, flow_tag, fnv1a_64
+from ff.core.policy import capabilities_csv
+from ff.core.records import ClaimGrant, LeaseHandle
+from ff.script import execution as execution_fns
+from ff.script import lease as lease_fns
+from ff.script.library import FunctionLibrary
+
+MAX_PARTITIONS_PER_SCAN = 32
+ROTATION_WINDOW_MS = 250
+GRANT_SCAN_LIMIT = 16
+GRANT_TTL_MAX_MS = 60_000
+
+
+class Scheduler:
+    def __init__(
+        self,
+        client,
+        library: FunctionLibrary,
+        partitions: PartitionConfig,
+        *,
+        max_partitions_per_scan: int = MAX_PARTITIONS_PER_SCAN,
+    ) -> None:
+        self.client = client
+        self.library = library
+        self.partitions = partitions
+        self.max_partitions_per_scan = max_partitions_per_scan
+        self._window = -1
+        self._cursor = 0
+
+    def partitions_to_scan(self, lane_id: str, worker_instance_id: str) -> list[int]:
+        """Home partition of the lane first, then this worker's rotating window."""
+        n = self.partitions.num_flow_partitions
+        window = int(time.monotonic() * 1000) // ROTATION_WINDOW_MS
+        if window != self._window:
+            self._window = window
+            self._cursor = (self._cursor + self.max_partitions_per_scan) % n
+        start = (fnv1a_64(worker_instance_id.encode()) & 0xFFFF) % n
+        first = (start + self._cursor) % n
+        home = self.partitions.lane_partition(lane_id)
+        order = [home]
+        for i in range(min(self.max_partitions_per_scan, n)):
+            p = (first + i) % n
+            if p != home:
+                order.append(p)
+        return order
+
+    async def claim_for_worker(
+        self,
+        *,
+        lane_id: str,
+        worker_id: str,
+        worker_instance_id: str,
+        capabilities: list[str] | set[str] | tuple[str, ...] = (),
+        grant_ttl_ms: int = 5_000,
+    ) -> ClaimGrant | None:
+        """A grant for the best execution this worker may run, or None when there is none."""
+        validate_lane(lane_id)
+        validate_worker_id(worker_id, "worker_id")
+        validate_worker_id(worker_instance_id, "worker_instance_id")
+        if not 1 <= grant_ttl_ms <= GRANT_TTL_MAX_MS:
+            raise ValidationError("invalid_input", "grant_ttl_ms must be in 1..60000")
+        caps_csv = capabilities_csv(list(capabilities), "worker")
+        partitions = self.partitions_to_scan(lane_id, worker_instance_id)
+        pipe = self.client.pipeline()
+        for p in partitions:
+            idx = IndexKeys(p)
+            pipe.execute_command("ZRANGE", idx.lane(lane_id, "reclaimable"), 0, 0)
+            pipe.execute_command("ZRANGE", idx.lane(lane_id, "eligible"), 0, 0)
+        heads = await pipe.run(raise_on_error=True)
+        for i, p in enumerate(partitions):
+            for mode, head in (("reclaim", heads[2 * i]), ("claim", heads[2 * i + 1])):
+                if not head:
+                    continue
+                grant = await self._grant_next(
+                    p, mode, lane_id, worker_id, worker_instance_id, caps_csv, grant_ttl_ms
+                )
+                if grant is not None:
+                    return grant
+        return None
+
+    async def _grant_next(
+        self, partition: int, mode: str, lane_id: str, worker_id: str,
+        worker_instance_id: str, caps_csv: str, grant_ttl_ms: int,
+    ) -> ClaimGrant | None:
+        set_name = "reclaimable" if mode == "reclaim" else "eligible"
+        reply = await self.library.call(
+            "ff_issue_grant_for_next",
+            (IndexKeys(partition).lane(lane_id, set_name),),
+            (mode, worker_id, worker_instance_id, lane_id, "", grant_ttl_ms, "", "",
+             caps_csv, GRANT_SCAN_LIMIT),
+        )
+        eid = reply.str(0)
+        if not eid:
+            return None
+        return ClaimGrant(
+            execution_id=eid,
+            partition_key=flow_tag(partition),
+            grant_key=ExecKeys(eid).claim_grant,
+            expires_at_ms=reply.int(1),
+            lane_id=lane_id,
+            kind=mode,
+        )
+
+
+def new_worker_instance_id() -> str:
+    return f"wi-{uuid.uuid4()}"
+
+
+async def lease_from_grant(
+    library: FunctionLibrary,
+    grant: ClaimGrant,
+    *,
+    worker_id: str,
+    worker_instance_id: str,
+    lease_ttl_ms: int,
+) -> LeaseHandle:
+    """Turns a grant into a lease: reclaim, fresh claim, or resume of an interrupted
+    attempt (the library says which when the fresh claim does not apply)."""
+    common = {
+        "worker_id": worker_id, "worker_instance_id": worker_instance_id,
+        "lane_id": grant.lane_id, "lease_id": str(uuid.uuid4()),
+        "lease_ttl_ms": lease_ttl_ms, "attempt_id": str(uuid.uuid4()),
+    }
+    if grant.kind == "reclaim":
+        return await lease_fns.reclaim_execution(library, grant.execution_id, **common)
+    try:
+        return await execution_fns.claim_execution(library, grant.execution_id, **common)
+    except ContentionError as exc:
+        if exc.code != "use_claim_resumed_execution":
+            raise
+    return await execution_fns.claim_resumed_execution(library, grant.execution_id, **common)

@@ -1,0 +1,551 @@
+-- Execution lifecycle: create, claim (fresh and resumed), complete, fail (with retry),
+-- cancel, delay, expire, replay, tags and the retention purge.
+
+-- Validates the policy JSON the way the Python Structs do for the fields Lua relies on.
+-- Returns decoded policy (or {}), required caps CSV, or nil + error reply.
+local function check_policy(raw)
+  if not is_set(raw) or raw == '{}' then return {}, '' end
+  local policy = decode_json(raw)
+  if policy == nil then return nil, nil, err('invalid_policy_json', 'malformed') end
+  local routing = policy.routing_requirements
+  if routing == nil or routing == cjson.null then return policy, '' end
+  if type(routing) ~= 'table' then
+    return nil, nil, err('invalid_policy_json', 'routing_requirements:not_object')
+  end
+  local required = routing.required_capabilities
+  if required == nil or required == cjson.null then return policy, '' end
+  if type(required) ~= 'table' then return nil, nil, err('invalid_capabilities', 'required:not_array') end
+  local tokens, seen = {}, {}
+  for _, token in ipairs(required) do
+    if type(token) ~= 'string' then
+      return nil, nil, err('invalid_capabilities', 'required:non_string_token')
+    end
+    if token == '' then return nil, nil, err('invalid_capabilities', 'required:empty_token') end
+    if string.find(token, ',', 1, true) then
+      return nil, nil, err('invalid_capabilities', 'required:comma_in_token')
+    end
+    if string.find(token, '[%z\1-\32\127]') then
+      return nil, nil, err('invalid_capabilities', 'required:control_or_whitespace')
+    end
+    if not seen[token] then
+      seen[token] = true
+      tokens[#tokens + 1] = token
+    end
+  end
+  local problem = caps_problem(tokens)
+  if problem then return nil, nil, err('invalid_capabilities', 'required:' .. problem) end
+  table.sort(tokens)
+  return policy, table.concat(tokens, ',')
+end
+
+-- ff_create_execution
+--   KEYS[1] exec core
+--   ARGV    1 eid, 2 namespace, 3 lane_id, 4 execution_kind, 5 priority,
+--           6 creator_identity, 7 policy_json, 8 input_payload, 9 payload_encoding,
+--           10 delay_until (""/ms), 11 dedup_ttl_ms, 12 idempotency_key,
+--           13 tags_json (object), 14 execution_deadline_at (""/ms), 15 partition_id
+--   Returns ok(eid, public_state) or DUPLICATE(existing eid)
+--   Errors  invalid_input, invalid_policy_json, invalid_capabilities
+redis.register_function('ff_create_execution', function(keys, args)
+  local eid, ns, lane = args[1], args[2] or '', args[3]
+  local tag = tag_of(keys[1])
+  local priority = arg_int(args[5] ~= '' and args[5] or '0')
+  if priority == nil then return bad_number('priority', args[5]) end
+  if priority < 0 then priority = 0 end
+  if priority > PRIORITY_MAX then priority = PRIORITY_MAX end
+  local delay_until = arg_int(args[10])
+  if is_set(args[10]) and delay_until == nil then return bad_number('delay_until', args[10]) end
+  local dedup_ttl = arg_int(args[11]) or 0
+  local deadline = arg_int(args[14])
+  if is_set(args[14]) and deadline == nil then
+    return bad_number('execution_deadline_at', args[14])
+  end
+  if not is_set(lane) or not is_set(eid) then return err('invalid_input', 'eid and lane_id required') end
+  local idem = is_set(args[12]) and ('ff:idem:' .. tag .. ':' .. ns .. ':' .. args[12]) or nil
+  if idem then
+    local existing = redis.call('GET', idem)
+    if existing then return {1, 'DUPLICATE', existing} end
+  end
+  if redis.call('EXISTS', keys[1]) == 1 then return {1, 'DUPLICATE', eid} end
+  local policy, caps, bad = check_policy(args[7])
+  if not policy then return bad end
+  local tags = decode_json(args[13])
+
+  local now = now_ms()
+  local timeout_policy = type(policy.timeout_policy) == 'table' and policy.timeout_policy or {}
+  if deadline == nil and to_int(timeout_policy.execution_deadline_ms, 0) > 0 then
+    deadline = now + to_int(timeout_policy.execution_deadline_ms, 0)
+  end
+  local delayed = delay_until ~= nil and delay_until > now
+  local ctx = {eid = eid, tag = tag, key = keys[1], lane = lane, core = {},
+    k = function(suffix) return exec_key(tag, eid, suffix) end}
+  local fields = {
+    'execution_id', eid, 'namespace', ns, 'lane_id', lane, 'execution_kind', args[4] or '',
+    'partition_id', args[15] or '', 'priority', fmt(priority),
+    'creator_identity', args[6] or '', 'flow_id', '', 'payload_encoding', args[9] or '',
+    'total_attempt_count', '0', 'current_attempt_index', '', 'current_attempt_id', '',
+    'current_lease_id', '', 'current_lease_epoch', '0', 'current_worker_id', '',
+    'current_worker_instance_id', '', 'current_lane', lane, 'retry_count', '0',
+    'replay_count', '0', 'lease_reclaim_count', '0', 'created_at', fmt(now),
+    'started_at', '', 'completed_at', '', 'delay_until', delayed and fmt(delay_until) or '',
+    'execution_deadline_at', deadline and fmt(deadline) or '',
+  }
+  if caps ~= '' then
+    fields[#fields + 1] = 'required_capabilities'
+    fields[#fields + 1] = caps
+  end
+  if delayed then
+    write_state(ctx, {lifecycle_phase = 'runnable', ownership_state = 'unowned',
+      eligibility_state = 'not_eligible_until_time', blocking_reason = 'waiting_for_delay',
+      blocking_detail = '', terminal_outcome = 'none', attempt_state = 'pending_first_attempt'},
+      now, fields)
+    redis.call('ZADD', lane_key(tag, lane, 'delayed'), fmt(delay_until), eid)
+  else
+    write_state(ctx, {lifecycle_phase = 'runnable', ownership_state = 'unowned',
+      eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
+      blocking_detail = '', terminal_outcome = 'none', attempt_state = 'pending_first_attempt'},
+      now, fields)
+    ctx.core.priority = fmt(priority)
+    ctx.core.created_at = fmt(now)
+    add_eligible(ctx)
+  end
+  if is_set(args[8]) then redis.call('SET', ctx.k('payload'), args[8]) end
+  if is_set(args[7]) and args[7] ~= '{}' then redis.call('SET', ctx.k('policy'), args[7]) end
+  if tags then
+    local flat = {}
+    for k, v in pairs(tags) do
+      if type(v) == 'string' then
+        flat[#flat + 1] = k
+        flat[#flat + 1] = v
+      end
+    end
+    if #flat > 0 then redis.call('HSET', ctx.k('tags'), unpack(flat)) end
+  end
+  redis.call('SADD', idx_key(tag, 'all_executions'), eid)
+  if deadline then redis.call('ZADD', idx_key(tag, 'execution_deadline'), fmt(deadline), eid) end
+  if idem and dedup_ttl > 0 then redis.call('SET', idem, eid, 'PX', fmt(dedup_ttl), 'NX') end
+  return ok(eid, ctx.core.public_state)
+end)
+
+-- ff_claim_execution: consume a claim grant and start a fresh attempt.
+--   KEYS[1] exec core
+--   ARGV    eid, worker_id, worker_instance_id, lane, lease_id, lease_ttl_ms, attempt_id,
+--           renew_before_ms ("" = ttl*2/3)
+--   Returns ok(lease_id, epoch, expires_at, attempt_id, attempt_index, attempt_type,
+--           execution_kind, namespace, payload_encoding, payload, lane_id, created_at,
+--           priority, tag_k1, tag_v1, ...); attempt_type initial | retry | replay
+--   Errors  execution_not_found, invalid_input, execution_not_leaseable, lease_conflict,
+--           active_attempt_exists, use_claim_resumed_execution, invalid_claim_grant,
+--           claim_grant_expired
+redis.register_function('ff_claim_execution', function(keys, args)
+  local p, bad = lease_params(args)
+  if not p then return bad end
+  local ctx = load_exec(keys[1], args[1])
+  if not ctx then return not_found(args[1]) end
+  local core = ctx.core
+  if core.lifecycle_phase ~= 'runnable' or core.eligibility_state ~= 'eligible_now'
+      or core.terminal_outcome ~= 'none' then
+    return err('execution_not_leaseable', core.lifecycle_phase or '', core.eligibility_state or '')
+  end
+  if core.ownership_state ~= 'unowned' then return err('lease_conflict') end
+  if core.attempt_state == 'running_attempt' then return err('active_attempt_exists') end
+  if core.attempt_state == 'attempt_interrupted' then return err('use_claim_resumed_execution') end
+  local now = now_ms()
+  local bad_grant = check_grant(ctx, p.worker_id, now, true)
+  if bad_grant then return bad_grant end
+
+  local idx = fmt(to_int(core.total_attempt_count, 0))
+  local attempt_type, lineage = 'initial', {}
+  if core.attempt_state == 'pending_retry_attempt' then
+    attempt_type = 'retry'
+    lineage = {'retry_reason', core.pending_retry_reason or '',
+      'previous_attempt_index', core.pending_previous_attempt_index or ''}
+  elseif core.attempt_state == 'pending_replay_attempt' then
+    attempt_type = 'replay'
+    lineage = {'replay_reason', core.pending_replay_reason or '',
+      'replay_requested_by', core.pending_replay_requested_by or '',
+      'replayed_from_attempt_index', core.pending_previous_attempt_index or ''}
+  end
+  redis.call('HSET', attempt_key(ctx.tag, ctx.eid, idx), 'attempt_id', p.attempt_id,
+    'execution_id', ctx.eid, 'attempt_index', idx, 'attempt_type', attempt_type,
+    'attempt_state', 'started', 'created_at', fmt(now), 'started_at', fmt(now), unpack(lineage))
+  redis.call('ZADD', ctx.k('attempts'), fmt(now), idx)
+  return grant_lease(ctx, p, idx, p.attempt_id, attempt_type, now, {
+    'total_attempt_count', fmt(to_int(idx, 0) + 1), 'pending_retry_reason', '',
+    'pending_replay_reason', '', 'pending_replay_requested_by', '',
+    'pending_previous_attempt_index', '', 'pending_replay_attempt', '',
+  })
+end)
+
+-- ff_claim_resumed_execution: a new lease on the same, interrupted attempt (after a
+-- worker delay or a resumed suspension).
+--   KEYS[1] exec core
+--   ARGV    as ff_claim_execution
+--   Returns as ff_claim_execution with attempt_type 'resumed'
+--   Errors  execution_not_found, invalid_input, execution_not_leaseable, lease_conflict,
+--           not_a_resumed_execution, invalid_claim_grant, claim_grant_expired
+redis.register_function('ff_claim_resumed_execution', function(keys, args)
+  local p, bad = lease_params(args)
+  if not p then return bad end
+  local ctx = load_exec(keys[1], args[1])
+  if not ctx then return not_found(args[1]) end
+  local core = ctx.core
+  if core.lifecycle_phase ~= 'runnable' or core.eligibility_state ~= 'eligible_now' then
+    return err('execution_not_leaseable', core.lifecycle_phase or '', core.eligibility_state or '')
+  end
+  if core.ownership_state ~= 'unowned' then return err('lease_conflict') end
+  if core.attempt_state ~= 'attempt_interrupted' then return err('not_a_resumed_execution') end
+  local now = now_ms()
+  local bad_grant = check_grant(ctx, p.worker_id, now, true)
+  if bad_grant then return bad_grant end
+  local idx = core.current_attempt_index
+  redis.call('HSET', attempt_key(ctx.tag, ctx.eid, idx), 'attempt_state', 'started',
+    'resumed_at', fmt(now))
+  p.renew_before = nil
+  return grant_lease(ctx, p, idx, core.current_attempt_id, 'resumed', now, nil)
+end)
+
+-- Fence + lease validation shared by the lease holder's terminal calls.
+-- Returns nil or an error reply.
+local function holder_check(ctx, args, now)
+  local lease_id, epoch, attempt_id = resolve_fence(ctx.core, args[2], args[3], args[4], args[6])
+  if lease_id == nil then return epoch end
+  return check_lease(ctx, lease_id, epoch, attempt_id, now)
+end
+
+-- Whether a repeated terminal call comes from the holder whose call already landed.
+local function same_holder(core, args)
+  return is_set(args[3]) and core.current_lease_epoch == args[3]
+    and core.current_attempt_id == args[4]
+end
+
+-- ff_complete_execution
+--   KEYS[1] exec core
+--   ARGV    eid, lease_id, lease_epoch, attempt_id, result_payload, source
+--   Returns ok('completed'); ALREADY_SATISFIED('completed') when the same lease holder
+--           repeats a call that already succeeded
+--   Errors  execution_not_found, fence_required, partial_fence_triple,
+--           execution_not_active(+4), lease_revoked, lease_expired, stale_lease
+redis.register_function('ff_complete_execution', function(keys, args)
+  local ctx = load_exec(keys[1], args[1])
+  if not ctx then return not_found(args[1]) end
+  local core = ctx.core
+  if core.lifecycle_phase == 'terminal' and core.terminal_outcome == 'success'
+      and same_holder(core, args) then
+    return already('completed')
+  end
+  local now = now_ms()
+  local bad = holder_check(ctx, args, now)
+  if bad then return bad end
+  end_attempt(ctx, 'ended_success', now, nil)
+  close_stream(ctx, core.current_attempt_index, 'attempt_success', now)
+  if is_set(args[5]) then redis.call('SET', ctx.k('result'), args[5]) end
+  history(ctx, 'released', 'completed')
+  finish(ctx, 'success', now, nil)
+  return ok('completed')
+end)
+
+-- Retry decision and delay from the stored policy (see ff/core/policy.py).
+-- Returns delay_ms or nil when no retry is left.
+local function retry_delay(ctx, category, retryable)
+  if retryable == '0' then return nil end
+  local rp = load_policy(ctx).retry_policy
+  if type(rp) ~= 'table' then return nil end
+  local max_retries = to_int(rp.max_retries, 3)
+  local done = to_int(ctx.core.retry_count, 0)
+  if done >= max_retries then return nil end
+  local allowed = rp.retryable_categories
+  if type(allowed) == 'table' and #allowed > 0 then
+    local found = false
+    for _, c in ipairs(allowed) do if c == category then found = true end end
+    if not found then return nil end
+  end
+  local backoff = type(rp.backoff) == 'table' and rp.backoff or {}
+  if backoff.type == 'fixed' then return math.max(0, to_int(backoff.delay_ms, 1000)) end
+  if backoff.type ~= nil and backoff.type ~= 'exponential' then return 1000 end
+  local initial = tonumber(backoff.initial_delay_ms) or 1000
+  local cap = tonumber(backoff.max_delay_ms) or 60000
+  local mult = tonumber(backoff.multiplier) or 2
+  return math.max(0, math.floor(math.min(initial * mult ^ done, cap)))
+end
+
+-- ff_fail_execution
+--   KEYS[1] exec core
+--   ARGV    eid, lease_id, lease_epoch, attempt_id, failure_reason, source,
+--           failure_category, retryable ("0" = never retry; else per retry_policy)
+--   Returns ok('retry_scheduled', delay_until) | ok('terminal_failed');
+--           ALREADY_SATISFIED(same) when the same holder repeats a call that landed
+--   Errors  as ff_complete_execution
+redis.register_function('ff_fail_execution', function(keys, args)
+  local ctx = load_exec(keys[1], args[1])
+  if not ctx then return not_found(args[1]) end
+  local core = ctx.core
+  if core.lifecycle_phase == 'terminal' and core.terminal_outcome == 'failed'
+      and same_holder(core, args) then
+    return already('terminal_failed')
+  end
+  if core.lifecycle_phase == 'runnable' and core.attempt_state == 'pending_retry_attempt'
+      and is_set(args[3]) and core.current_lease_epoch == args[3] then
+    return already('retry_scheduled', core.delay_until or '')
+  end
+  local now = now_ms()
+  local bad = holder_check(ctx, args, now)
+  if bad then return bad end
+  local reason, category = args[5] or '', args[7] or ''
+  local idx = core.current_attempt_index
+  end_attempt(ctx, 'ended_failure', now, {'failure_reason', reason, 'failure_category', category})
+  close_stream(ctx, idx, 'attempt_failure', now)
+  local delay = retry_delay(ctx, category, args[8])
+  if delay == nil then
+    history(ctx, 'released', 'failed_terminal')
+    finish(ctx, 'failed', now, {'failure_reason', reason})
+    return ok('terminal_failed')
+  end
+  local due = now + delay
+  history(ctx, 'released', 'failed_retry_scheduled')
+  release_lease_indexes(ctx)
+  local fields = {'pending_retry_reason', reason, 'pending_previous_attempt_index', idx,
+    'retry_count', fmt(to_int(core.retry_count, 0) + 1), 'current_attempt_id', '',
+    'current_lease_id', '', 'current_worker_id', '', 'current_worker_instance_id', '',
+    'lease_expires_at', '', 'failure_reason', reason}
+  if delay > 0 then
+    fields[#fields + 1] = 'delay_until'
+    fields[#fields + 1] = fmt(due)
+    write_state(ctx, {lifecycle_phase = 'runnable', ownership_state = 'unowned',
+      eligibility_state = 'not_eligible_until_time',
+      blocking_reason = 'waiting_for_retry_backoff', blocking_detail = '',
+      attempt_state = 'pending_retry_attempt'}, now, fields)
+    redis.call('ZADD', lane_key(ctx.tag, ctx.lane, 'delayed'), fmt(due), ctx.eid)
+  else
+    write_state(ctx, {lifecycle_phase = 'runnable', ownership_state = 'unowned',
+      eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
+      blocking_detail = '', attempt_state = 'pending_retry_attempt'}, now, fields)
+    add_eligible(ctx)
+  end
+  return ok('retry_scheduled', fmt(due))
+end)
+
+-- ff_cancel_execution
+--   KEYS[1] exec core
+--   ARGV    eid, reason, source, lease_id, lease_epoch
+--   Returns ok('cancelled', previous_phase); ALREADY_SATISFIED('cancelled', 'terminal')
+--           when it is already cancelled
+--   Errors  execution_not_found, execution_not_active(+4) (terminal otherwise),
+--           fence_required (a non-operator source cancelling an active execution must
+--           name its lease), lease_revoked, stale_lease
+redis.register_function('ff_cancel_execution', function(keys, args)
+  local ctx = load_exec(keys[1], args[1])
+  if not ctx then return not_found(args[1]) end
+  local core = ctx.core
+  local reason, source = args[2] or '', args[3] or ''
+  if core.lifecycle_phase == 'terminal' then
+    if core.terminal_outcome == 'cancelled' then return already('cancelled', 'terminal') end
+    return not_active(core)
+  end
+  local phase = core.lifecycle_phase
+  if phase == 'active' and source ~= 'operator_override' then
+    if core.ownership_state == 'lease_revoked' then return err('lease_revoked') end
+    if not is_set(args[4]) then return err('fence_required') end
+    if args[4] ~= core.current_lease_id or args[5] ~= core.current_lease_epoch then
+      return err('stale_lease')
+    end
+  end
+  local now = now_ms()
+  if phase == 'active' or phase == 'suspended' then
+    end_attempt(ctx, 'ended_cancelled', now, {'failure_reason', 'cancelled: ' .. reason})
+    close_stream(ctx, core.current_attempt_index, 'attempt_cancelled', now)
+  end
+  if phase == 'active' then history(ctx, 'released', 'cancelled') end
+  if phase == 'suspended' and is_set(core.current_suspension_id) then
+    redis.call('HSET', ctx.k('suspension:current'), 'closed_at', fmt(now),
+      'close_reason', 'cancelled')
+  end
+  finish(ctx, 'cancelled', now, {'cancellation_reason', reason,
+    'cancelled_by', source ~= '' and source or ctx.eid, 'current_suspension_id', '',
+    'current_waitpoint_id', ''})
+  return ok('cancelled', phase)
+end)
+
+-- ff_delay_execution: the lease holder gives the attempt back until `delay_until`.
+--   KEYS[1] exec core
+--   ARGV    eid, lease_id, lease_epoch, attempt_id, delay_until, source
+--   Returns ok(delay_until)
+--   Errors  invalid_input and those of ff_complete_execution
+redis.register_function('ff_delay_execution', function(keys, args)
+  local delay_until = arg_int(args[5])
+  if delay_until == nil then return bad_number('delay_until', args[5]) end
+  local ctx = load_exec(keys[1], args[1])
+  if not ctx then return not_found(args[1]) end
+  local now = now_ms()
+  local bad = holder_check(ctx, {args[1], args[2], args[3], args[4], nil, args[6]}, now)
+  if bad then return bad end
+  local idx = ctx.core.current_attempt_index
+  redis.call('HSET', attempt_key(ctx.tag, ctx.eid, idx), 'attempt_state', 'suspended',
+    'suspension_id', 'worker_delay', 'suspended_at', fmt(now))
+  history(ctx, 'released', 'worker_delay')
+  release_lease_indexes(ctx)
+  local fields = {'current_lease_id', '', 'current_worker_id', '',
+    'current_worker_instance_id', '', 'lease_expires_at', ''}
+  if delay_until > now then
+    fields[#fields + 1] = 'delay_until'
+    fields[#fields + 1] = fmt(delay_until)
+    write_state(ctx, {lifecycle_phase = 'runnable', ownership_state = 'unowned',
+      eligibility_state = 'not_eligible_until_time', blocking_reason = 'waiting_for_delay',
+      blocking_detail = '', attempt_state = 'attempt_interrupted'}, now, fields)
+    redis.call('ZADD', lane_key(ctx.tag, ctx.lane, 'delayed'), fmt(delay_until), ctx.eid)
+  else
+    write_state(ctx, {lifecycle_phase = 'runnable', ownership_state = 'unowned',
+      eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
+      blocking_detail = '', attempt_state = 'attempt_interrupted'}, now, fields)
+    add_eligible(ctx)
+  end
+  return ok(fmt(delay_until))
+end)
+
+-- ff_expire_execution (attempt_timeout and execution_deadline scanners; idempotent)
+--   KEYS[1] exec core
+--   ARGV    eid, expire_reason (attempt_timeout | execution_deadline)
+--   Returns ok('expired', previous_phase) | ok('already_terminal') |
+--           ok('not_found_cleaned') | ok('not_due')
+redis.register_function('ff_expire_execution', function(keys, args)
+  local tag = tag_of(keys[1])
+  local reason = is_set(args[2]) and args[2] or 'attempt_timeout'
+  local ctx = load_exec(keys[1], args[1])
+  if not ctx then
+    redis.call('ZREM', idx_key(tag, 'attempt_timeout'), args[1])
+    redis.call('ZREM', idx_key(tag, 'execution_deadline'), args[1])
+    return ok('not_found_cleaned')
+  end
+  local core = ctx.core
+  if core.lifecycle_phase == 'terminal' then
+    redis.call('ZREM', idx_key(tag, 'attempt_timeout'), args[1])
+    redis.call('ZREM', idx_key(tag, 'execution_deadline'), args[1])
+    return ok('already_terminal')
+  end
+  local index = reason == 'execution_deadline' and 'execution_deadline' or 'attempt_timeout'
+  local due = redis.call('ZSCORE', idx_key(tag, index), args[1])
+  local now = now_ms()
+  if not due or tonumber(due) > now then return ok('not_due') end
+  if reason == 'attempt_timeout' and core.lifecycle_phase ~= 'active' then
+    redis.call('ZREM', idx_key(tag, 'attempt_timeout'), args[1])
+    return ok('not_due')
+  end
+  local phase = core.lifecycle_phase
+  if phase == 'active' or phase == 'suspended' then
+    end_attempt(ctx, 'ended_failure', now, {'failure_reason', reason})
+    close_stream(ctx, core.current_attempt_index, 'expired', now)
+  end
+  if phase == 'active' then history(ctx, 'released', 'expired:' .. reason) end
+  if phase == 'suspended' and is_set(core.current_suspension_id) then
+    redis.call('HSET', ctx.k('suspension:current'), 'closed_at', fmt(now),
+      'close_reason', 'expired:' .. reason)
+  end
+  finish(ctx, 'expired', now, {'failure_reason', reason})
+  return ok('expired', phase)
+end)
+
+-- ff_replay_execution: run a terminal execution again (new attempt of type replay).
+--   KEYS[1] exec core
+--   ARGV    eid, requested_by, reason
+--   Returns ok(public_state)
+--   Errors  execution_not_found, execution_not_terminal, max_replays_exhausted(limit)
+redis.register_function('ff_replay_execution', function(keys, args)
+  local ctx = load_exec(keys[1], args[1])
+  if not ctx then return not_found(args[1]) end
+  local core = ctx.core
+  if core.lifecycle_phase ~= 'terminal' then
+    return err('execution_not_terminal', core.lifecycle_phase or '')
+  end
+  local limit = to_int(load_policy(ctx).max_replay_count, 10)
+  if to_int(core.replay_count, 0) >= limit then
+    return err('max_replays_exhausted', fmt(limit))
+  end
+  local now = now_ms()
+  redis.call('ZREM', lane_key(ctx.tag, ctx.lane, 'terminal'), ctx.eid)
+  local pub = write_state(ctx, {lifecycle_phase = 'runnable', ownership_state = 'unowned',
+    eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
+    blocking_detail = '', terminal_outcome = 'none', attempt_state = 'pending_replay_attempt'},
+    now, {'replay_count', fmt(to_int(core.replay_count, 0) + 1), 'pending_replay_attempt', '1',
+      'pending_replay_reason', args[3] or '', 'pending_replay_requested_by', args[2] or '',
+      'pending_previous_attempt_index', core.current_attempt_index or '', 'completed_at', ''})
+  add_eligible(ctx)
+  history(ctx, 'replay_initiated', args[3] or '')
+  return ok(pub)
+end)
+
+-- ff_set_execution_tags
+--   KEYS[1] exec core
+--   ARGV    k1, v1, k2, v2, ... (keys: lowercase `<caller>.<field>`)
+--   Returns ok(pair_count)
+--   Errors  execution_not_found, invalid_input, invalid_tag_key(key)
+redis.register_function('ff_set_execution_tags', function(keys, args)
+  if #args == 0 or #args % 2 ~= 0 then return err('invalid_input', 'tags come in pairs') end
+  for i = 1, #args, 2 do
+    if not string.match(args[i], '^[a-z][a-z0-9_]*%.[^.]+') then
+      return err('invalid_tag_key', args[i])
+    end
+  end
+  if redis.call('EXISTS', keys[1]) == 0 then return not_found('') end
+  local tag = tag_of(keys[1])
+  local eid = redis.call('HGET', keys[1], 'execution_id')
+  redis.call('HSET', exec_key(tag, eid, 'tags'), unpack(args))
+  redis.call('HSET', keys[1], 'last_mutation_at', fmt(now_ms()))
+  return ok(fmt(#args / 2))
+end)
+
+-- ff_purge_execution (retention trimmer): delete every key of a terminal execution
+-- whose retention has passed.
+--   KEYS[1] exec core
+--   ARGV    eid, lane_id, default_retention_ms
+--   Returns ok('purged', deleted_key_count) | ok('not_due') | ok('not_terminal') |
+--           ok('not_found_cleaned')
+redis.register_function('ff_purge_execution', function(keys, args)
+  local eid, lane = args[1], args[2]
+  local tag = tag_of(keys[1])
+  local ctx = load_exec(keys[1], eid)
+  if not ctx then
+    redis.call('ZREM', lane_key(tag, lane, 'terminal'), eid)
+    redis.call('SREM', idx_key(tag, 'all_executions'), eid)
+    return ok('not_found_cleaned')
+  end
+  local core = ctx.core
+  if core.lifecycle_phase ~= 'terminal' then return ok('not_terminal') end
+  local stream_policy = load_policy(ctx).stream_policy
+  local retention = type(stream_policy) == 'table' and to_int(stream_policy.retention_ttl_ms, nil)
+    or arg_int(args[3]) or 86400000
+  if to_int(core.completed_at, 0) + retention > now_ms() then return ok('not_due') end
+  local doomed = {}
+  local function add(key) doomed[#doomed + 1] = key end
+  for _, suffix in ipairs({'payload', 'result', 'policy', 'tags', 'lease:current',
+      'lease:history', 'claim_grant', 'attempts', 'signals', 'waitpoints', 'suspension:current',
+      'suspension:current:satisfied_set', 'suspension:current:satisfied_set:signals',
+      'suspension:current:member_map', 'deps:meta', 'deps:unresolved', 'deps:all_edges'}) do
+    add(ctx.k(suffix))
+  end
+  local total = to_int(core.total_attempt_count, 0)
+  for i = 0, total - 1 do
+    local a = attempt_key(tag, eid, i)
+    add(a) add(a .. ':usage') add(a .. ':policy') add(a .. ':summary')
+    local s = stream_key(tag, eid, i)
+    add(s) add(s .. ':meta')
+  end
+  for _, edge in ipairs(redis.call('SMEMBERS', ctx.k('deps:all_edges'))) do
+    add(ctx.k('dep:' .. edge))
+  end
+  for _, wp in ipairs(redis.call('SMEMBERS', ctx.k('waitpoints'))) do
+    local w = 'ff:wp:' .. tag .. ':' .. wp
+    add(w) add(w .. ':signals') add(w .. ':condition')
+  end
+  for _, sig in ipairs(redis.call('ZRANGE', ctx.k('signals'), 0, -1)) do
+    local s = 'ff:signal:' .. tag .. ':' .. sig
+    add(s) add(s .. ':payload')
+  end
+  add(keys[1])
+  local deleted = 0
+  for i = 1, #doomed, 500 do
+    deleted = deleted + redis.call('DEL', unpack(doomed, i, math.min(i + 499, #doomed)))
+  end
+  redis.call('ZREM', lane_key(tag, ctx.lane, 'terminal'), eid)
+  redis.call('SREM', idx_key(tag, 'all_executions'), eid)
+  return ok('purged', fmt(deleted))
+end)

@@ -1,0 +1,348 @@
+-- Scheduling: claim and reclaim grants, priority, delayed promotion, admission blocks,
+-- progress, and the worker registry.
+
+-- Parses the grant ARGV shared by claim and reclaim grants:
+-- eid, worker_id, worker_instance_id, lane_id, capability_hash, grant_ttl_ms,
+-- route_snapshot_json, admission_summary, worker_capabilities_csv
+local function grant_params(args)
+  local ttl = arg_int(args[6])
+  if not is_set(args[2]) or not is_set(args[3]) then
+    return nil, err('invalid_input', 'worker_id and worker_instance_id are required')
+  end
+  if ttl == nil or ttl < 1 or ttl > 60000 then
+    return nil, err('invalid_input', 'grant_ttl_ms must be in 1..60000, got: ' .. tostring(args[6]))
+  end
+  local worker_caps = split_csv(args[9])
+  local problem = caps_problem(worker_caps)
+  if problem then return nil, err('invalid_capabilities', 'worker:' .. problem) end
+  return {worker_id = args[2], wiid = args[3], lane = args[4] or '', cap_hash = args[5] or '',
+    ttl = ttl, route = args[7] or '', admission = args[8] or '', caps = args[9] or ''}
+end
+
+local function write_grant(ctx, g, now)
+  local expires = now + g.ttl
+  local key = ctx.k('claim_grant')
+  redis.call('HSET', key, 'worker_id', g.worker_id, 'worker_instance_id', g.wiid,
+    'lane_id', g.lane, 'capability_hash', g.cap_hash, 'route_snapshot_json', g.route,
+    'admission_summary', g.admission, 'created_at', fmt(now), 'grant_expires_at', fmt(expires))
+  redis.call('PEXPIREAT', key, fmt(expires))
+  return expires
+end
+
+local function block(ctx, reason, eligibility, detail, now)
+  redis.call('ZREM', lane_key(ctx.tag, ctx.lane, 'eligible'), ctx.eid)
+  redis.call('ZADD', lane_key(ctx.tag, ctx.lane, 'blocked:' .. eligibility), fmt(now), ctx.eid)
+  write_state(ctx, {eligibility_state = 'blocked_by_' .. eligibility, blocking_reason = reason,
+    blocking_detail = detail}, now, nil)
+end
+
+-- ff_issue_claim_grant
+--   KEYS[1] exec core
+--   ARGV    eid, worker_id, worker_instance_id, lane_id, capability_hash, grant_ttl_ms,
+--           route_snapshot_json, admission_summary, worker_capabilities_csv (sorted),
+--           block_on_mismatch ("1": park a mismatched execution in blocked:route)
+--   Returns ok(eid, grant_expires_at)
+--   Errors  execution_not_found, invalid_input, invalid_capabilities,
+--           execution_not_eligible, grant_already_exists, execution_not_in_eligible_set,
+--           capability_mismatch(missing_csv, 'blocked' | '')
+redis.register_function('ff_issue_claim_grant', function(keys, args)
+  local g, bad = grant_params(args)
+  if not g then return bad end
+  local ctx = load_exec(keys[1], args[1])
+  if not ctx then return not_found(args[1]) end
+  local core = ctx.core
+  if core.lifecycle_phase ~= 'runnable' or core.eligibility_state ~= 'eligible_now' then
+    return err('execution_not_eligible', core.lifecycle_phase or '', core.eligibility_state or '')
+  end
+  if redis.call('EXISTS', ctx.k('claim_grant')) == 1 then return err('grant_already_exists') end
+  if not redis.call('ZSCORE', lane_key(ctx.tag, ctx.lane, 'eligible'), ctx.eid) then
+    return err('execution_not_in_eligible_set')
+  end
+  local now = now_ms()
+  local missing = missing_caps(core.required_capabilities, g.caps)
+  if missing ~= '' then
+    redis.call('HSET', ctx.key, 'last_capability_mismatch_at', fmt(now))
+    if args[10] == '1' then
+      block(ctx, 'waiting_for_capable_worker', 'route',
+        'no connected worker satisfies required_capabilities', now)
+      return err('capability_mismatch', missing, 'blocked')
+    end
+    return err('capability_mismatch', missing, '')
+  end
+  return ok(ctx.eid, fmt(write_grant(ctx, g, now)))
+end)
+
+-- ff_issue_grant_for_next: the scheduler's claim step on one partition. Walks the head of
+-- a lane's eligible (or reclaimable) set and grants the first execution this worker may
+-- take, so concurrent workers do not all collide on the same head entry.
+--   KEYS[1] lane set: ff:idx:{fp:N}:lane:<lane>:eligible or ...:reclaimable
+--   ARGV    mode (claim | reclaim), worker_id, worker_instance_id, lane_id,
+--           capability_hash, grant_ttl_ms, route_snapshot_json, admission_summary,
+--           worker_capabilities_csv, scan_limit (1..100)
+--   Returns ok(eid, grant_expires_at, budget_ids, quota_policy_id, blocked_count) or
+--           ok('', '', '', '', blocked_count) when nothing here can be granted
+--   Candidates whose required capabilities this worker lacks are parked in
+--   blocked:route (claim mode) so they stop occupying the head of the queue.
+--   Errors  invalid_input, invalid_capabilities
+redis.register_function('ff_issue_grant_for_next', function(keys, args)
+  local mode = args[1]
+  if mode ~= 'claim' and mode ~= 'reclaim' then
+    return err('invalid_input', 'mode must be claim or reclaim')
+  end
+  local g, bad = grant_params({'', args[2], args[3], args[4], args[5], args[6], args[7],
+    args[8], args[9]})
+  if not g then return bad end
+  local limit = arg_int(args[10]) or 16
+  if limit < 1 or limit > 100 then return err('invalid_input', 'scan_limit must be 1..100') end
+  local tag = tag_of(keys[1])
+  local now = now_ms()
+  local blocked = 0
+  for _, eid in ipairs(redis.call('ZRANGE', keys[1], 0, limit - 1)) do
+    local ctx = load_exec(exec_key(tag, eid, 'core'), eid)
+    if not ctx then
+      redis.call('ZREM', keys[1], eid)
+    elseif redis.call('EXISTS', ctx.k('claim_grant')) == 0 then
+      local core = ctx.core
+      local grantable
+      if mode == 'claim' then
+        grantable = core.lifecycle_phase == 'runnable' and core.eligibility_state == 'eligible_now'
+      else
+        grantable = core.lifecycle_phase == 'active'
+          and (core.ownership_state == 'lease_expired_reclaimable'
+            or core.ownership_state == 'lease_revoked')
+      end
+      if not grantable then
+        redis.call('ZREM', keys[1], eid)
+      elseif missing_caps(core.required_capabilities, g.caps) ~= '' then
+        if mode == 'claim' then
+          redis.call('HSET', ctx.key, 'last_capability_mismatch_at', fmt(now))
+          block(ctx, 'waiting_for_capable_worker', 'route',
+            'no connected worker satisfies required_capabilities', now)
+          blocked = blocked + 1
+        end
+      else
+        local expires = write_grant(ctx, g, now)
+        return ok(eid, fmt(expires), core.budget_ids or '', core.quota_policy_id or '',
+          fmt(blocked))
+      end
+    end
+  end
+  return ok('', '', '', '', fmt(blocked))
+end)
+
+-- ff_issue_reclaim_grant: a grant to reclaim an execution whose lease expired or was revoked.
+--   KEYS[1] exec core
+--   ARGV    as ff_issue_claim_grant (block_on_mismatch ignored)
+--   Returns ok(eid, grant_expires_at)
+--   Errors  execution_not_found, invalid_input, invalid_capabilities,
+--           execution_not_reclaimable, grant_already_exists, capability_mismatch(missing)
+redis.register_function('ff_issue_reclaim_grant', function(keys, args)
+  local g, bad = grant_params(args)
+  if not g then return bad end
+  local ctx = load_exec(keys[1], args[1])
+  if not ctx then return not_found(args[1]) end
+  local core = ctx.core
+  if core.lifecycle_phase ~= 'active' or (core.ownership_state ~= 'lease_expired_reclaimable'
+      and core.ownership_state ~= 'lease_revoked') then
+    return err('execution_not_reclaimable', core.lifecycle_phase or '', core.ownership_state or '')
+  end
+  if redis.call('EXISTS', ctx.k('claim_grant')) == 1 then return err('grant_already_exists') end
+  local now = now_ms()
+  local missing = missing_caps(core.required_capabilities, g.caps)
+  if missing ~= '' then
+    redis.call('HSET', ctx.key, 'last_capability_mismatch_at', fmt(now))
+    return err('capability_mismatch', missing, '')
+  end
+  return ok(ctx.eid, fmt(write_grant(ctx, g, now)))
+end)
+
+-- ff_change_priority
+--   KEYS[1] exec core
+--   ARGV    eid, new_priority (clamped to 0..9000)
+--   Returns ok(old_priority, new_priority)
+--   Errors  execution_not_found, invalid_input, execution_not_eligible
+redis.register_function('ff_change_priority', function(keys, args)
+  local priority = arg_int(args[2])
+  if priority == nil then return bad_number('new_priority', args[2]) end
+  priority = math.max(0, math.min(PRIORITY_MAX, priority))
+  local ctx = load_exec(keys[1], args[1])
+  if not ctx then return not_found(args[1]) end
+  local core = ctx.core
+  if core.lifecycle_phase ~= 'runnable' or core.eligibility_state ~= 'eligible_now' then
+    return err('execution_not_eligible', core.lifecycle_phase or '', core.eligibility_state or '')
+  end
+  local old = core.priority or '0'
+  core.priority = fmt(priority)
+  redis.call('HSET', ctx.key, 'priority', core.priority, 'last_mutation_at', fmt(now_ms()))
+  add_eligible(ctx)
+  return ok(old, core.priority)
+end)
+
+-- ff_promote_delayed (delayed_promoter scanner; idempotent)
+--   KEYS[1] exec core
+--   ARGV    eid, lane_id
+--   Returns ok('promoted') | ok('not_yet_due') | ok('not_found_cleaned') |
+--           ok('not_runnable_cleaned') | ok('not_delayed_cleaned')
+--   attempt_state is left as it was: a delayed retry stays pending_retry_attempt and a
+--   worker delay stays attempt_interrupted, so the next claim takes the right path.
+redis.register_function('ff_promote_delayed', function(keys, args)
+  local tag = tag_of(keys[1])
+  local ctx = load_exec(keys[1], args[1])
+  if not ctx then
+    redis.call('ZREM', lane_key(tag, args[2], 'delayed'), args[1])
+    return ok('not_found_cleaned')
+  end
+  local core = ctx.core
+  local delayed_set = lane_key(tag, ctx.lane, 'delayed')
+  if core.lifecycle_phase ~= 'runnable' then
+    redis.call('ZREM', delayed_set, ctx.eid)
+    return ok('not_runnable_cleaned')
+  end
+  if core.eligibility_state ~= 'not_eligible_until_time' then
+    redis.call('ZREM', delayed_set, ctx.eid)
+    return ok('not_delayed_cleaned')
+  end
+  local now = now_ms()
+  if to_int(core.delay_until, 0) > now then return ok('not_yet_due') end
+  redis.call('ZREM', delayed_set, ctx.eid)
+  write_state(ctx, {eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
+    blocking_detail = ''}, now, {'delay_until', ''})
+  add_eligible(ctx)
+  return ok('promoted')
+end)
+
+-- ff_update_progress (lease holder; lite fence: lease id and epoch)
+--   KEYS[1] exec core
+--   ARGV    eid, lease_id, lease_epoch, progress_pct ("" = keep), progress_message
+--   Returns ok()
+--   Errors  execution_not_found, invalid_input, execution_not_active(+4), lease_revoked,
+--           lease_expired, stale_lease
+redis.register_function('ff_update_progress', function(keys, args)
+  local pct = arg_int(args[4])
+  if is_set(args[4]) and (pct == nil or pct < 0 or pct > 100) then
+    return err('invalid_input', 'progress_pct must be 0..100, got: ' .. tostring(args[4]))
+  end
+  local ctx = load_exec(keys[1], args[1])
+  if not ctx then return not_found(args[1]) end
+  local core = ctx.core
+  local now = now_ms()
+  if core.lifecycle_phase ~= 'active' then return not_active(core) end
+  if core.ownership_state == 'lease_revoked' then return err('lease_revoked') end
+  if core.ownership_state ~= 'leased' or to_int(core.lease_expires_at, 0) <= now then
+    return err('lease_expired')
+  end
+  if core.current_lease_id ~= args[2] or core.current_lease_epoch ~= args[3] then
+    return err('stale_lease')
+  end
+  local fields = {'progress_updated_at', fmt(now), 'last_mutation_at', fmt(now)}
+  if pct then
+    fields[#fields + 1] = 'progress_pct'
+    fields[#fields + 1] = fmt(pct)
+  end
+  if is_set(args[5]) then
+    fields[#fields + 1] = 'progress_message'
+    fields[#fields + 1] = args[5]
+  end
+  redis.call('HSET', ctx.key, unpack(fields))
+  return ok()
+end)
+
+local BLOCK_ELIGIBILITY = {
+  waiting_for_budget = 'budget', waiting_for_quota = 'quota',
+  waiting_for_capable_worker = 'route', paused_by_operator = 'operator',
+}
+
+-- ff_block_execution_for_admission: park an eligible execution that cannot be admitted.
+--   KEYS[1] exec core
+--   ARGV    eid, blocking_reason (waiting_for_budget | waiting_for_quota |
+--           waiting_for_capable_worker | paused_by_operator), blocking_detail
+--   Returns ok('blocked') | ALREADY_SATISFIED('not_eligible')
+--   Errors  execution_not_found, invalid_blocking_reason
+redis.register_function('ff_block_execution_for_admission', function(keys, args)
+  local eligibility = BLOCK_ELIGIBILITY[args[2] or '']
+  if not eligibility then return err('invalid_blocking_reason', args[2] or '') end
+  local ctx = load_exec(keys[1], args[1])
+  if not ctx then return not_found(args[1]) end
+  if ctx.core.lifecycle_phase ~= 'runnable' or ctx.core.eligibility_state ~= 'eligible_now' then
+    return already('not_eligible')
+  end
+  block(ctx, args[2], eligibility, args[3] or '', now_ms())
+  return ok('blocked')
+end)
+
+-- ff_unblock_execution (unblock scanner): back to eligible once the block has cleared.
+--   KEYS[1] exec core
+--   ARGV    eid, expected_blocking_reason, lane_id
+--   Returns ok('unblocked') | ALREADY_SATISFIED('not_blocked') | ok('not_found_cleaned')
+--   Errors  invalid_blocking_reason
+redis.register_function('ff_unblock_execution', function(keys, args)
+  local eligibility = BLOCK_ELIGIBILITY[args[2] or '']
+  if not eligibility then return err('invalid_blocking_reason', args[2] or '') end
+  local tag = tag_of(keys[1])
+  local ctx = load_exec(keys[1], args[1])
+  if not ctx then
+    redis.call('ZREM', lane_key(tag, args[3] or '', 'blocked:' .. eligibility), args[1])
+    return ok('not_found_cleaned')
+  end
+  local core = ctx.core
+  local blocked_set = lane_key(tag, ctx.lane, 'blocked:' .. eligibility)
+  if core.lifecycle_phase ~= 'runnable' or core.blocking_reason ~= args[2] then
+    redis.call('ZREM', blocked_set, ctx.eid)
+    return already('not_blocked')
+  end
+  redis.call('ZREM', blocked_set, ctx.eid)
+  local attempt = core.attempt_state
+  write_state(ctx, {eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
+    blocking_detail = '',
+    attempt_state = (attempt == 'none' or attempt == '') and 'pending_first_attempt' or nil},
+    now_ms(), nil)
+  add_eligible(ctx)
+  return ok('unblocked')
+end)
+
+-- ff_register_worker: (re)announce a worker instance; the same instance id may register
+-- again at once after a restart.
+--   KEYS[1] alive key, KEYS[2] caps key, KEYS[3] namespace worker index (all {ns})
+--   ARGV    worker_instance_id, worker_id, lanes_csv, caps_csv, ttl_ms
+--   Returns ok('registered') | ok('refreshed')
+--   Errors  invalid_input
+redis.register_function('ff_register_worker', function(keys, args)
+  local ttl = arg_int(args[5])
+  if ttl == nil or ttl <= 0 then return bad_number('ttl_ms', args[5]) end
+  if not is_set(args[1]) or not is_set(args[2]) then
+    return err('invalid_input', 'worker_instance_id and worker_id are required')
+  end
+  local now = fmt(now_ms())
+  local existed = redis.call('EXISTS', keys[1]) == 1
+  redis.call('SET', keys[1], '1', 'PX', fmt(ttl))
+  redis.call('HSET', keys[2], 'worker_id', args[2], 'lanes_csv', args[3] or '',
+    'caps_csv', args[4] or '', 'ttl_ms', fmt(ttl), 'registered_at_ms', now,
+    'last_heartbeat_ms', now)
+  redis.call('PEXPIRE', keys[2], fmt(ttl))
+  redis.call('SADD', keys[3], args[1])
+  return ok(existed and 'refreshed' or 'registered')
+end)
+
+-- ff_heartbeat_worker
+--   KEYS[1] alive key, KEYS[2] caps key
+--   ARGV    (none)
+--   Returns ok('refreshed', ttl_ms) | ok('not_registered')
+redis.register_function('ff_heartbeat_worker', function(keys, args)
+  local ttl = arg_int(redis.call('HGET', keys[2], 'ttl_ms'))
+  if ttl == nil or redis.call('PEXPIRE', keys[1], fmt(ttl)) == 0 then
+    return ok('not_registered')
+  end
+  redis.call('PEXPIRE', keys[2], fmt(ttl))
+  redis.call('HSET', keys[2], 'last_heartbeat_ms', fmt(now_ms()))
+  return ok('refreshed', fmt(ttl))
+end)
+
+-- ff_deregister_worker: a worker leaving cleanly.
+--   KEYS[1] alive key, KEYS[2] caps key, KEYS[3] namespace worker index
+--   ARGV    worker_instance_id
+--   Returns ok()
+redis.register_function('ff_deregister_worker', function(keys, args)
+  redis.call('DEL', keys[1], keys[2])
+  redis.call('SREM', keys[3], args[1])
+  return ok()
+end)
