@@ -20,7 +20,7 @@ async def serve(nursery: trio.Nursery) -> Serve:
     """`port = await serve(app, **serve_http_kwargs)`; the server stops with the test."""
 
     async def start(app: HttpApp, **kwargs: Any) -> int:
-        kwargs.setdefault("shutdown_grace", 1.0)
+        kwargs.setdefault("shutdown_grace", 0.5)
         port: int = await nursery.start(partial(serve_http, app, "127.0.0.1", 0, **kwargs))
         return port
 
