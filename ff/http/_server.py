@@ -92,20 +92,24 @@ async def serve_http(
         header_timeout=header_timeout,
         max_header_bytes=max_header_bytes,
     )
-    async with trio.open_nursery() as outer:
-        connections: trio.Nursery = await outer.start(server.host_connections)
-        try:
-            async with trio.open_nursery() as accepting:
-                if shutdown is not None:
-                    accepting.start_soon(_cancel_when_set, shutdown, accepting.cancel_scope)
+    try:
+        async with trio.open_nursery() as outer:
+            connections: trio.Nursery = await outer.start(server.host_connections)
+            try:
+                async with trio.open_nursery() as accepting:
+                    if shutdown is not None:
+                        accepting.start_soon(_cancel_when_set, shutdown, accepting.cancel_scope)
+                    for listener in listeners:
+                        accepting.start_soon(server.accept_loop, listener, connections)
+                    log.info("http: listening on %s:%d", host or "*", bound_port)
+                    task_status.started(bound_port)
+            finally:
                 for listener in listeners:
-                    accepting.start_soon(server.accept_loop, listener, connections)
-                log.info("http: listening on %s:%d", host or "*", bound_port)
-                task_status.started(bound_port)
-        finally:
-            for listener in listeners:
-                listener.socket.close()
-            server.drain(shutdown_grace)
+                    listener.socket.close()
+                server.drain(shutdown_grace)
+    finally:
+        for listener in listeners:
+            listener.socket.close()  # idempotent; covers a failure before accepting began
 
 
 async def _cancel_when_set(event: trio.Event, scope: trio.CancelScope) -> None:
