@@ -1,0 +1,119 @@
+"""`Client`: the public entry point for one Valkey/Redis server.
+
+Shared traffic goes through the auto-pipelining pool; blocking commands and pub/sub get
+connections of their own so they never stall it. Use it as `async with client:` (its
+background tasks then live in a nursery in your task) or call `await client.aclose()`
+when done (see `_host` for where the tasks live then). A client belongs to the trio
+run that first uses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any
+
+import trio
+
+from ff.resp import errors
+from ff.resp._commands import encode_shared
+from ff.resp._connection import Connection
+from ff.resp._helpers import CommandHelpers
+from ff.resp._host import TaskHost
+from ff.resp._pipeline import Pipeline
+from ff.resp._pool import Pool
+from ff.resp._pubsub import Subscription
+from ff.resp._transport import open_transport
+from ff.resp._url import ConnectionParams, parse_url
+
+
+class Client(CommandHelpers):
+    """A pooled, pipelined RESP3 client. Construction is cheap and never connects."""
+
+    def __init__(
+        self, params: ConnectionParams, *, pool_size: int = 4, command_timeout: float = 10.0
+    ) -> None:
+        if not command_timeout > 0:
+            raise ValueError("command_timeout must be positive")
+        self.params = params
+        self._command_timeout = command_timeout
+        self._host = TaskHost()
+        self._pool = Pool(params, size=pool_size, command_timeout=command_timeout, host=self._host)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        pool_size: int = 4,
+        connect_timeout: float = 5.0,
+        command_timeout: float = 10.0,
+        client_name: str | None = None,
+    ) -> Client:
+        """A client for `redis://[user:pass@]host:port/db`, `rediss://...` or `unix:///path`."""
+        params = parse_url(url, client_name=client_name, connect_timeout=connect_timeout)
+        return cls(params, pool_size=pool_size, command_timeout=command_timeout)
+
+    async def __aenter__(self) -> Client:
+        await self._host.enter()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self._pool.close()
+        return await self._host.exit(exc_type, exc, tb)
+
+    async def aclose(self) -> None:
+        """Close the pooled connections; pending and later commands fail."""
+        self._pool.close()
+        await self._host.aclose()
+
+    async def execute(self, *args: str | bytes | int | float, timeout: float | None = None) -> Any:
+        """Run one command on the shared pool and return its decoded reply.
+
+        An error reply raises `errors.ResponseError`. `timeout` overrides the client's
+        command timeout; when it expires the connection is replaced.
+        """
+        reply = await self._pool.request(encode_shared(args), 1, timeout)
+        if isinstance(reply, errors.ResponseError):
+            raise reply
+        return reply
+
+    def pipeline(self, transaction: bool = False) -> Pipeline:
+        """Commands sent together in one round trip; `transaction` wraps them in MULTI/EXEC."""
+        return Pipeline(self._pool, transaction=transaction)
+
+    @asynccontextmanager
+    async def dedicated(self) -> AsyncIterator[Connection]:
+        """A private connection for blocking commands (BLPOP, BLMPOP, XREAD BLOCK, ...).
+
+        Give each blocking call a `timeout` longer than its blocking time (`math.inf`
+        for none). The connection is not reconnected: after an error, open another.
+        """
+        connection = await Connection.connect(self.params, command_timeout=self._command_timeout)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(connection.run)
+            try:
+                yield connection
+            finally:
+                connection.close()
+
+    @asynccontextmanager
+    async def subscribe(self, *channels: str | bytes) -> AsyncIterator[Subscription]:
+        """Subscribe on a private connection; messages sent after entry are all received."""
+        if not channels:
+            raise ValueError("subscribe needs at least one channel")
+        stream, reader = await open_transport(self.params)
+        try:
+            subscription = Subscription(stream, reader, self.params.address)
+            await subscription.subscribe(channels, timeout=self._command_timeout)
+            yield subscription
+        finally:
+            await trio.aclose_forcefully(stream)
+
+

@@ -1,0 +1,140 @@
+"""The single-node pool: a few multiplexed connections, connected and repaired in the background.
+
+Each of the `size` slots is a task that connects, runs its connection until it breaks,
+and reconnects with capped exponential backoff (50 ms doubling to 2 s). Callers never
+connect: they take the next live connection round-robin, and when none is live they
+either wait for the first connection attempt or, if the last attempt failed or the last
+connection broke, fail at once with that error: a dead server costs callers nothing,
+and the slots bring the pool back by themselves.
+
+`request(frames, count, timeout)` is the narrow interface the client, pipelines and a
+future cluster router (one pool per node, chosen by hash slot) are built on.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import trio
+
+from ff.resp import errors
+from ff.resp._connection import Connection
+from ff.resp._host import TaskHost
+from ff.resp._url import ConnectionParams
+
+BACKOFF_MIN = 0.05
+BACKOFF_MAX = 2.0
+STABLE_AFTER = 1.0  # a connection that lived this long resets the backoff
+
+
+class Requester(Protocol):
+    """What pipelines and clients need from whatever carries their frames."""
+
+    async def request(self, frames: bytes, count: int, timeout: float | None) -> Any: ...
+
+
+class Pool:
+    """`size` shared connections to one server."""
+
+    def __init__(
+        self, params: ConnectionParams, *, size: int, command_timeout: float, host: TaskHost
+    ) -> None:
+        if size < 1:
+            raise ValueError("pool_size must be at least 1")
+        self._params = params
+        self._size = size
+        self._command_timeout = command_timeout
+        self._host = host
+        self._live: list[Connection] = []
+        self._next = 0
+        self._error: errors.RespError | None = None  # latest failure; used while none is live
+        self._changed = trio.Event()
+        self._started = False
+        self._closed = False
+        self._scope: trio.CancelScope | None = None
+
+    async def request(self, frames: bytes, count: int, timeout: float | None) -> Any:
+        """Send `frames` on a live connection; one reply (count == 1) or a list."""
+        live = self._live
+        if live:
+            self._next = index = (self._next + 1) % len(live)
+            connection = live[index]
+        else:
+            connection = await self._wait_for_connection()
+        return await connection.request(frames, count, timeout)
+
+    async def _wait_for_connection(self) -> Connection:
+        if not self._started and not self._closed:
+            self._started = True
+            nursery = await self._host.nursery()
+            await nursery.start(self._run)
+        while not self._live:
+            if self._closed:
+                raise errors.ClientClosedError("the client is closed")
+            if self._error is not None:
+                raise _fresh(self._error)
+            await self._changed.wait()
+        return self._live[0]
+
+    async def _run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._scope = nursery.cancel_scope
+            if self._closed:
+                nursery.cancel_scope.cancel()
+            for _ in range(self._size):
+                nursery.start_soon(self._keep_connected)
+            task_status.started()
+
+    async def _keep_connected(self) -> None:
+        delay = BACKOFF_MIN
+        while True:
+            try:
+                connection = await Connection.connect(
+                    self._params, command_timeout=self._command_timeout, on_broken=self._lost
+                )
+            except errors.RespError as exc:
+                self._set_error(exc)
+                await trio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+                continue
+            self._live.append(connection)
+            self._error = None
+            self._notify()
+            started = trio.current_time()
+            await connection.run()
+            if trio.current_time() - started >= STABLE_AFTER:
+                delay = BACKOFF_MIN
+            else:  # connections that die young (flapping server, maxclients): back off
+                await trio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+
+    def _lost(self, connection: Connection) -> None:
+        if connection in self._live:
+            self._live.remove(connection)
+        self._set_error(
+            errors.ConnectionError(f"connection to {self._params.address} lost: {connection.error}")
+        )
+
+    def _set_error(self, error: errors.RespError) -> None:
+        self._error = error
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def close(self) -> None:
+        """Close every connection and stop reconnecting; later requests fail."""
+        self._closed = True
+        for connection in list(self._live):
+            connection.close(errors.ClientClosedError("the client is closed"))
+        if self._scope is not None:
+            self._scope.cancel()
+        self._notify()
+
+
+def _fresh(error: errors.RespError) -> errors.RespError:
+    """A new exception like `error`, so concurrent callers never share one instance."""
+    copy = type(error)(*error.args)
+    copy.__cause__ = error
+    return copy

@@ -1,0 +1,93 @@
+"""Connection parameters and the URL forms that produce them.
+
+`redis://[user:pass@]host[:port][/db]`, `rediss://...` (TLS) and
+`unix:///path/to/socket[?db=N]`. Credentials are percent-decoded; `?db=N` is accepted
+on every scheme. A password without a user name authenticates as `default`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit
+
+DEFAULT_PORT = 6379
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionParams:
+    """Everything needed to open and prepare one connection."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    unix_path: str | None = None
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    client_name: str | None = None
+    connect_timeout: float = 5.0
+
+    @property
+    def address(self) -> str:
+        """Human-readable endpoint for error messages (never includes credentials)."""
+        if self.unix_path:
+            return f"unix:{self.unix_path}"
+        return f"{self.host}:{self.port}"
+
+
+def parse_url(
+    url: str, *, client_name: str | None = None, connect_timeout: float = 5.0
+) -> ConnectionParams:
+    """Parse a `redis://`, `rediss://` or `unix://` URL. Raises ValueError if malformed."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"unsupported URL scheme {parts.scheme!r} in {_redact(url)}")
+    query = parse_qs(parts.query)
+    db = _int_param(query.get("db", [None])[-1], "db")
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    common = {
+        "username": username,
+        "password": password,
+        "client_name": client_name,
+        "connect_timeout": connect_timeout,
+    }
+    if scheme == "unix":
+        if not parts.path:
+            raise ValueError(f"unix URL without a socket path: {_redact(url)}")
+        return ConnectionParams(unix_path=unquote(parts.path), db=db or 0, **common)
+    path = parts.path.strip("/")
+    if path:
+        if db is not None:
+            raise ValueError(f"database given twice in {_redact(url)}")
+        db = _int_param(path, "db")
+    try:
+        port = parts.port or DEFAULT_PORT
+    except ValueError as exc:
+        raise ValueError(f"invalid port in {_redact(url)}") from exc
+    return ConnectionParams(
+        host=parts.hostname or "127.0.0.1", port=port, db=db or 0, tls=scheme == "rediss",
+        **common,
+    )
+
+
+def _int_param(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+    if number < 0:
+        raise ValueError(f"{name} must not be negative, got {number}")
+    return number
+
+
+def _redact(url: str) -> str:
+    """The URL with any password replaced, safe to put in an exception message."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
