@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import msgspec
 import pytest
 import trio
@@ -111,3 +113,38 @@ async def test_closed_client_and_bad_arguments() -> None:
     await client.aclose()
     with pytest.raises(HttpError, match="closed"):
         await client.request("GET", "/state")
+
+
+async def _drop_second_request(stream: trio.SocketStream) -> None:
+    """A keep-alive server that answers a connection's first request and then closes on the
+    second without answering: the race a client loses when it reuses a connection that the
+    server is just closing."""
+    buffer = b""
+    answered = 0
+    async with stream:
+        while True:
+            data = await stream.receive_some(4096)
+            if not data:
+                return
+            buffer += data
+            while b"\r\n\r\n" in buffer:
+                _, buffer = buffer.split(b"\r\n\r\n", 1)
+                if answered == 1:
+                    return
+                await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                answered += 1
+
+
+@pytest.mark.parametrize(("method", "retried"), [("GET", True), ("POST", False)])
+async def test_reused_connection_lost_before_answer(nursery, method: str, retried: bool) -> None:
+    [listener] = await nursery.start(
+        partial(trio.serve_tcp, _drop_second_request, 0, host="127.0.0.1")
+    )
+    port = listener.socket.getsockname()[1]
+    async with HttpClient(f"http://127.0.0.1:{port}") as client:
+        assert (await client.request(method, "/")).body == b"ok"
+        if retried:  # idempotent: silently repeated on a fresh connection
+            assert (await client.request(method, "/")).body == b"ok"
+        else:  # not idempotent: the caller decides, the error says what happened
+            with pytest.raises(HttpError, match="connection lost"):
+                await client.request(method, "/")
