@@ -176,8 +176,10 @@ class HttpApp:
 
     def too_large(self, exchange: Exchange) -> Response:
         """The structured 413, naming the cap and the route template that set it."""
-        pattern = exchange.route.pattern if exchange.route is not None else exchange.label_path
-        return json_response(413, PayloadTooLarge(limit_bytes=exchange.body_limit, route=pattern))
+        route = exchange.route
+        assert route is not None, "only a routed request has a body cap"
+        body = PayloadTooLarge(limit_bytes=route.body_limit, route=route.pattern)
+        return json_response(413, body)
 
     # -- phase 2: the handler ---------------------------------------------------------------
 
