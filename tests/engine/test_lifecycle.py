@@ -71,10 +71,11 @@ async def test_full_lifecycle(server: Server) -> None:
 
 
 async def test_priority_first_then_fifo_by_creation(server: Server) -> None:
-    low1 = await submit(server, priority=1)
-    high = await submit(server, priority=50)
-    low2 = await submit(server, priority=1)
-    mid = await submit(server, priority=10)
+    ids = []
+    for priority in (1, 50, 1, 10):
+        ids.append(await submit(server, priority=priority))
+        await trio.sleep(0.002)  # FIFO is by creation millisecond
+    low1, high, low2, mid = ids
     order = []
     for _ in range(4):
         lease = await claim(server)

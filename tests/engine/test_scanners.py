@@ -31,7 +31,7 @@ async def test_unrenewed_lease_expires_and_another_worker_reclaims(server: Serve
     assert second is not None
     assert (second.execution_id, second.attempt_type, second.attempt_index) == (eid, "reclaim", 1)
     assert int(second.lease_epoch) == int(first.lease_epoch) + 1
-    with pytest.raises(StateConflictError, match="lease_expired"):
+    with pytest.raises(ContentionError, match="stale_lease"):
         await fns.complete_execution(server.library, eid, **fence(first))
     await fns.complete_execution(server.library, eid, **fence(second))
     assert await server.get_execution_state(eid) == "completed"
@@ -98,7 +98,7 @@ async def test_attempt_timeout_expires_the_execution(server: Server) -> None:
         timeout_policy=TimeoutPolicy(attempt_timeout_ms=50)))
     lease = await claim(server)
     scanner = server.engine.scanner("attempt_timeout")
-    assert await scanner.run_once() == 1  # handled, but the library says not due yet
+    assert await scanner.run_once() == 0
     assert await server.get_execution_state(eid) == "active"
     await trio.sleep(0.08)
     await scanner.run_once()
@@ -123,6 +123,7 @@ async def test_capability_mismatch_parks_and_unblock_brings_it_back(server: Serv
     plain = await submit(server)
     lease = await claim(server, "cpu-worker", caps=("linux",))
     assert lease is not None and lease.execution_id == plain
+    assert await claim(server, "cpu-worker", caps=("linux",)) is None
     assert await core_field(server, needs_gpu, "eligibility_state") == "blocked_by_route"
     assert await server.get_execution_state(needs_gpu) == "waiting"
     unblock = server.engine.scanner("unblock")
