@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import trio
-from httptoy import RawClient
+from tests.http.httptoy import RawClient
 
 from ff.http import HttpApp, serve_http
 

@@ -7,7 +7,7 @@ from functools import partial
 import msgspec
 import pytest
 import trio
-from httptoy import Item, build_app
+from tests.http.httptoy import Item, build_app
 
 from ff.client import HttpClient, HttpError, HttpStatusError, HttpTimeout
 

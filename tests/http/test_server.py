@@ -8,7 +8,7 @@ from functools import partial
 import msgspec
 import pytest
 import trio
-from httptoy import ECHO_LIMIT, RawClient, build_app
+from tests.http.httptoy import ECHO_LIMIT, RawClient, build_app
 
 from ff.http import DEFAULT_BODY_LIMIT, HttpApp, serve_http
 
