@@ -1,0 +1,293 @@
+"""`ClaimedTask`: one leased attempt, its renewal loop and its terminal calls.
+
+What lives here: the lease-holder side of an attempt. A task renews its lease on its own
+trio task every TTL/3 until a terminal call (complete, fail, cancel, delay) reaches the
+server; a renewal answered with a lease error, or one that cannot get through before the
+lease would have expired, marks the lease lost, which cancels every scope registered with
+`lease_scope()` and makes every later call raise `LeaseLostError`. What must not live
+here: claiming, handler dispatch and worker registration (`_worker.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import trio
+
+from ff.core.errors import BackendError, FFError
+from ff.core.records import LeaseHandle
+from ff.resp import errors as resp_errors
+from ff.script import execution as execution_fns
+from ff.script import lease as lease_fns
+from ff.script import scheduling as scheduling_fns
+from ff.script.library import FunctionLibrary, Reply
+
+log = logging.getLogger("ff.worker")
+
+# A failed renewal is retried sooner than the next regular tick: a blip (a reconnect)
+# must not eat the margin a TTL/3 schedule leaves.
+RENEW_RETRY_S = 0.25
+TERMINAL_BACKOFF_S = (0.05, 1.0)  # first and longest pause between terminal-call retries
+
+
+class LeaseLostError(Exception):
+    """This worker no longer holds the lease: nothing it writes for the attempt counts.
+
+    `code` is the server's reason (lease_expired, lease_revoked, stale_lease,
+    execution_not_active, execution_not_found) or `lease_unrenewable` when the server
+    could not be reached before the lease would have run out.
+    """
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether repeating the same call can help: a transport failure, not an answer."""
+    if isinstance(exc, trio.TooSlowError):
+        return True
+    if isinstance(exc, BackendError):
+        cause = exc.__cause__
+        return isinstance(cause, resp_errors.RespError) and cause.retryable
+    return isinstance(exc, resp_errors.RespError) and not isinstance(
+        exc, resp_errors.ClientClosedError
+    )
+
+
+class ClaimedTask:
+    """An attempt this worker holds a lease on. Made by `Worker.claim_next()` only.
+
+    Read-only facts: `execution_id`, `attempt_index`, `attempt_id`, `attempt_type`,
+    `lease_id`, `lease_epoch`, `kind`, `payload` (bytes), `payload_encoding`, `tags`,
+    `lane_id`, `namespace`, `priority`. End it with exactly one of `complete`, `fail`,
+    `cancel` or `delay`.
+    """
+
+    def __init__(
+        self,
+        library: FunctionLibrary,
+        lease: LeaseHandle,
+        *,
+        lease_ttl_ms: int,
+        claimed_at: float,
+        on_release: Callable[[ClaimedTask], None],
+    ) -> None:
+        self._library = library
+        self.lease = lease
+        self.execution_id: str = lease.execution_id
+        self.attempt_index: int = lease.attempt_index
+        self.attempt_id: str = lease.attempt_id
+        self.attempt_type: str = lease.attempt_type
+        self.lease_id: str = lease.lease_id
+        self.lease_epoch: str = lease.lease_epoch
+        self.kind: str = lease.execution_kind
+        self.payload: bytes = lease.payload
+        self.payload_encoding: str = lease.payload_encoding
+        self.tags: dict[str, str] = lease.tags
+        self.lane_id: str = lease.lane_id
+        self.namespace: str = lease.namespace
+        self.priority: int = lease.priority
+        self._ttl_ms = lease_ttl_ms
+        # Local estimate of the lease's end, from the monotonic clock at the time the
+        # claim was *sent*, so it can only be early, never late.
+        self._expires_local = claimed_at + lease_ttl_ms / 1000
+        self._on_release = on_release
+        self._released = False
+        self._renewal = trio.CancelScope()
+        self._scopes: set[trio.CancelScope] = set()
+        self._terminal_in_flight = False
+        self.ended = False
+        self.outcome: str | None = None
+        self.lease_lost: LeaseLostError | None = None
+
+    def __repr__(self) -> str:
+        return (f"<ClaimedTask {self.execution_id} kind={self.kind!r} "
+                f"attempt={self.attempt_index} epoch={self.lease_epoch}>")
+
+    @contextmanager
+    def lease_scope(self) -> Iterator[trio.CancelScope]:
+        """A cancel scope that is cancelled as soon as the lease is known to be lost, so
+        work done under a lease never outlives it."""
+        scope = trio.CancelScope()
+        if self.lease_lost is not None:
+            scope.cancel()
+        self._scopes.add(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            self._scopes.discard(scope)
+
+    # -- terminal calls -------------------------------------------------------------
+
+    async def complete(self, result: bytes = b"") -> None:
+        """Ends the execution successfully, storing `result` (bytes) as its result."""
+        await self._terminal("complete", lambda: execution_fns.complete_execution(
+            self._library, self.execution_id, result=result, **self._fence()))
+
+    async def fail(self, reason: str, category: str, retryable: bool = True) -> str:
+        """Fails the attempt. The execution's retry policy decides what happens next
+        (`retryable=False` skips it). Returns `retry_scheduled` or `terminal_failed`."""
+        reply = await self._terminal("fail", lambda: execution_fns.fail_execution(
+            self._library, self.execution_id, reason=reason, category=category,
+            retryable=retryable, source="worker", **self._fence()))
+        return reply.str(0) or "terminal_failed"
+
+    async def cancel(self, reason: str) -> None:
+        """Ends the execution as cancelled (fenced by this lease)."""
+        await self._terminal("cancel", lambda: execution_fns.cancel_execution(
+            self._library, self.execution_id, reason=reason, source="worker",
+            lease_id=self.lease_id, lease_epoch=self.lease_epoch))
+
+    async def delay(self, until_ms: int) -> None:
+        """Gives the attempt back until `until_ms` (server epoch ms); the next claim
+        resumes the same attempt."""
+        await self._terminal("delay", lambda: execution_fns.delay_execution(
+            self._library, self.execution_id, delay_until=until_ms, source="worker",
+            **self._fence()), landed_phase="runnable")
+
+    async def update_progress(self, pct: int | None = None, message: str = "") -> None:
+        """Records progress (0-100) and a message on the execution; not a terminal call."""
+        self._check_usable()
+        try:
+            await scheduling_fns.update_progress(
+                self._library, self.execution_id, lease_id=self.lease_id,
+                lease_epoch=self.lease_epoch, progress_pct=pct, message=message)
+        except FFError as exc:
+            if exc.code in LOST_CODES:
+                raise self._lose(LeaseLostError(exc.code, exc.detail)) from exc
+            raise
+
+    def _fence(self) -> dict[str, str]:
+        return {"lease_id": self.lease_id, "lease_epoch": self.lease_epoch,
+                "attempt_id": self.attempt_id}
+
+    def _check_usable(self) -> None:
+        if self.lease_lost is not None:
+            raise self.lease_lost
+        if self.ended:
+            raise RuntimeError(f"{self!r} already ended with {self.outcome}")
+        if self._terminal_in_flight:
+            raise RuntimeError(f"{self!r} has a terminal call in flight")
+
+    async def _terminal(self, name: str, call: Callable[[], Awaitable[Reply]],
+                        landed_phase: str = "") -> Reply:
+        """Runs a terminal call until it reaches the server.
+
+        Transport failures are retried with bounded backoff while the lease is alive
+        (renewal keeps running meanwhile); the library answers a repeated call that had
+        already landed with ALREADY_SATISFIED. Success or a lease error ends the task; any
+        other rejection (bad input) changed nothing, so the lease stays held and renewed
+        and the caller may end the task another way.
+        """
+        self._check_usable()
+        self._terminal_in_flight = True
+        pause, longest = TERMINAL_BACKOFF_S
+        maybe_landed = False
+        try:
+            while True:
+                try:
+                    reply = await call()
+                except FFError as exc:
+                    if is_transient(exc):
+                        maybe_landed = True
+                        pause = await self._before_retry(exc, pause, longest)
+                        continue
+                    if maybe_landed and self._own_earlier_call(exc, landed_phase):
+                        return self._end(name, Reply("OK", []))
+                    if exc.code in LOST_CODES:
+                        self._end("lease_lost", None)
+                        raise self._lose(LeaseLostError(exc.code, exc.detail)) from exc
+                    raise
+                except resp_errors.RespError as exc:
+                    if not is_transient(exc):
+                        raise
+                    maybe_landed = True
+                    pause = await self._before_retry(exc, pause, longest)
+                    continue
+                return self._end(name, reply)
+        finally:
+            self._terminal_in_flight = False
+
+    async def _before_retry(self, exc: BaseException, pause: float, longest: float) -> float:
+        if self.lease_lost is not None or trio.current_time() + pause >= self._expires_local:
+            self._end("abandoned", None)
+            raise self._lose(LeaseLostError("lease_unrenewable", repr(exc))) from exc
+        log.warning("terminal call failed, retrying execution_id=%s error=%r",
+                    self.execution_id, exc)
+        await trio.sleep(pause)
+        return min(pause * 2, longest)
+
+    def _own_earlier_call(self, exc: FFError, landed_phase: str) -> bool:
+        """After a lost reply, `execution_not_active` naming our own epoch and attempt in
+        the phase our call leads to means that call landed (delay has no replay reply)."""
+        return (landed_phase != "" and exc.code == "execution_not_active"
+                and getattr(exc, "lease_epoch", None) == self.lease_epoch
+                and getattr(exc, "attempt_id", None) == self.attempt_id
+                and getattr(exc, "lifecycle_phase", None) == landed_phase)
+
+    def _end(self, outcome: str, reply: Reply | None) -> Any:
+        """A terminal call reached the server: stop renewing and give the slot back."""
+        self.ended = True
+        self.outcome = outcome
+        self._renewal.cancel()
+        self._release()
+        return reply
+
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._on_release(self)
+
+    def _lose(self, error: LeaseLostError) -> LeaseLostError:
+        """Record the loss once, cancel the work running under the lease, stop renewing."""
+        if self.lease_lost is None:
+            self.lease_lost = error
+            log.warning("lease lost execution_id=%s reason=%s", self.execution_id, error.code)
+            for scope in list(self._scopes):
+                scope.cancel()
+            self._renewal.cancel()
+            self._release()
+        return self.lease_lost
+
+    # -- renewal --------------------------------------------------------------------
+
+    async def keep_renewed(self) -> None:
+        """Renews every TTL/3 (the first tick skipped) until ended or lost."""
+        interval = max(self._ttl_ms / 3, 1) / 1000
+        wait = interval
+        with self._renewal:
+            while not self.ended and self.lease_lost is None:
+                await trio.sleep(wait)
+                sent_at = trio.current_time()
+                try:
+                    with trio.fail_after(max(self._expires_local - sent_at, 0.001)):
+                        await lease_fns.renew_lease(
+                            self._library, self.execution_id, attempt_index=self.attempt_index,
+                            lease_ttl_ms=self._ttl_ms, **self._fence())
+                except (FFError, resp_errors.RespError, trio.TooSlowError) as exc:
+                    if self.ended:
+                        return
+                    if not is_transient(exc):
+                        if self._terminal_in_flight:
+                            return  # the terminal call's own answer tells what happened
+                        code = getattr(exc, "code", "lease_unrenewable")
+                        self._lose(LeaseLostError(code, getattr(exc, "detail", "")))
+                        return
+                    if trio.current_time() >= self._expires_local:
+                        self._lose(LeaseLostError("lease_unrenewable", repr(exc)))
+                        return
+                    log.warning("lease renewal failed, retrying execution_id=%s error=%r",
+                                self.execution_id, exc)
+                    wait = min(interval, RENEW_RETRY_S)
+                    continue
+                self._expires_local = sent_at + self._ttl_ms / 1000
+                wait = interval
+
+
+LOST_CODES = frozenset({"lease_expired", "lease_revoked", "stale_lease", "execution_not_active",
+                        "execution_not_found"})

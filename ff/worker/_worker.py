@@ -1,0 +1,507 @@
+"""`Worker`: connecting, registering, claiming, and the handler runtime (`run`).
+
+    worker = Worker(worker_id="mailer", lanes=["default"])
+
+    @worker.handler("send_email")
+    async def send(task, payload):
+        return {"sent": True}
+
+    await worker.run()            # or: async with Worker.connect(...) as w: await w.claim_next()
+
+What lives here: the worker's session (client, library check, registry entry and its
+heartbeat), the claim path (grant -> lease -> `ClaimedTask`, lanes round-robin, bounded by
+`max_concurrent`) and the runtime loop with its drain. Everything runs in nurseries the
+worker opens; nothing outlives `async with worker` or `run()`. What must not live here:
+lease fencing and renewal (`_task.py`), where grants come from (`_grants.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import msgspec
+import trio
+
+from ff.client import HttpClient, HttpError, HttpStatusError
+from ff.core.errors import FFError
+from ff.core.ids import validate_lane, validate_worker_id
+from ff.core.keys import CONFIG_PARTITIONS
+from ff.core.partitions import PartitionConfig
+from ff.core.policy import capabilities_csv
+from ff.resp import Client
+from ff.resp import errors as resp_errors
+from ff.scheduler import Scheduler, lease_from_grant, new_worker_instance_id
+from ff.script import scheduling as scheduling_fns
+from ff.script.library import FunctionLibrary, text
+from ff.worker._grants import GrantSource, SchedulerGrants, ServerGrants, _Identity
+from ff.worker._task import ClaimedTask, LeaseLostError, is_transient
+
+log = logging.getLogger("ff.worker")
+
+Handler = Callable[[ClaimedTask, Any], Awaitable[Any]]
+
+IDLE_BACKOFF_S = (0.05, 1.0)  # first and longest pause after a claim found nothing
+CLEANUP_TIMEOUT_S = 5.0  # bound on each shielded cleanup call (final fail, deregister)
+DATA_DIR_URL_FILE = "valkey.url"  # written by `ff serve` in embedded mode (ff.server.URL_FILE)
+# Errors a claim attempt may meet that say "not now", not "this worker is broken".
+CLAIM_ERRORS = (FFError, resp_errors.RespError, HttpError, HttpStatusError)
+
+
+def default_valkey_url() -> str | None:
+    """FF_VALKEY_URL, else the URL an embedded `ff serve` left in ./.ff (or FF_DATA_DIR)."""
+    url = os.environ.get("FF_VALKEY_URL", "").strip()
+    if url:
+        return url
+    path = Path(os.environ.get("FF_DATA_DIR") or ".ff") / DATA_DIR_URL_FILE
+    return (path.read_text().strip() or None) if path.is_file() else None
+
+
+class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
+    valkey_url: str | None = None
+    server_url: str | None = None
+    api_token: str | None = None
+    worker_id: str = ""
+    worker_instance_id: str | None = None
+    lanes: tuple[str, ...] = ("default",)
+    capabilities: tuple[str, ...] = ()
+    lease_ttl_ms: int = 30_000
+    max_concurrent: int = 16
+    namespace: str = "default"
+    grant_ttl_ms: int = 5_000
+    grace_period_s: float = 30.0
+
+
+class _HandlerPool:
+    """The nursery handlers run in, behind a shield: cancelling `run()` then starts a
+    drain (handlers get their grace period) instead of killing them mid-call."""
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope(shield=True)
+        self.nursery: trio.Nursery
+        self.running = 0
+        self._idle = trio.Event()
+
+    async def host(self, *, task_status: trio.TaskStatus[None]) -> None:
+        with self.scope:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                task_status.started()
+                await trio.sleep_forever()
+
+    def enter(self) -> None:
+        self.running += 1
+
+    def leave(self) -> None:
+        self.running -= 1
+        if self.running == 0:
+            self._idle.set()
+            self._idle = trio.Event()
+
+    async def wait_idle(self) -> None:
+        if self.running:
+            await self._idle.wait()
+
+
+class Worker:
+    """A worker: its identity and settings, its handlers, and (once entered) its session."""
+
+    def __init__(
+        self,
+        valkey_url: str | None = None,
+        *,
+        server_url: str | None = None,
+        worker_id: str | None = None,
+        worker_instance_id: str | None = None,
+        lanes: list[str] | tuple[str, ...] = ("default",),
+        capabilities: list[str] | set[str] | tuple[str, ...] = (),
+        lease_ttl_ms: int = 30_000,
+        max_concurrent: int = 16,
+        namespace: str = "default",
+        api_token: str | None = None,
+        grace_period_s: float = 30.0,
+    ) -> None:
+        self.config = WorkerConfig(
+            valkey_url=valkey_url, server_url=server_url, api_token=api_token,
+            worker_id=worker_id or f"worker-{socket.gethostname()}",
+            worker_instance_id=worker_instance_id, lanes=tuple(lanes),
+            capabilities=tuple(sorted(set(capabilities))), lease_ttl_ms=lease_ttl_ms,
+            max_concurrent=max_concurrent, namespace=namespace, grace_period_s=grace_period_s,
+        )
+        self.handlers: dict[str, Handler] = {}
+        self._stack: AsyncExitStack | None = None
+        self._stopping = trio.Event()
+        self._wait_scope: trio.CancelScope | None = None
+        self._tasks: set[ClaimedTask] = set()
+        self._lane_cursor = 0
+
+    @classmethod
+    def connect(cls, valkey_url: str | None = None, **settings: Any) -> Worker:
+        """A worker to use as `async with Worker.connect(url, worker_id=..., ...) as w`."""
+        return cls(valkey_url, **settings)
+
+    def configure(self, **changes: Any) -> None:
+        """Change settings before connecting (the CLI applies its flags this way)."""
+        if self._stack is not None:
+            raise RuntimeError("configure() must be called before the worker connects")
+        if "capabilities" in changes:
+            changes["capabilities"] = tuple(sorted(set(changes["capabilities"])))
+        if "lanes" in changes:
+            changes["lanes"] = tuple(changes["lanes"])
+        self.config = msgspec.structs.replace(self.config, **changes)
+
+    def handler(self, kind: str) -> Callable[[Handler], Handler]:
+        """Registers `async def fn(task, payload)` for executions of `kind`."""
+        def register(fn: Handler) -> Handler:
+            self.handlers[kind] = fn
+            return fn
+        return register
+
+    @property
+    def in_flight(self) -> int:
+        """Claimed tasks not yet ended (each holds one of `max_concurrent` slots)."""
+        return self.config.max_concurrent - self._slots.value if self._stack else 0
+
+    # -- session ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Worker:
+        """Connect, check the function library, register, start the heartbeat."""
+        if self._stack is not None:
+            raise RuntimeError("the worker is already connected")
+        cfg = self._validated_config()
+        self.config = cfg
+        async with AsyncExitStack() as stack:
+            self.client = await stack.enter_async_context(Client.from_url(
+                cfg.valkey_url, pool_size=4, client_name=f"ff-worker:{cfg.worker_instance_id}"))
+            self.library = FunctionLibrary(self.client)
+            await self.library.ensure_loaded()
+            self._grants = await self._grant_source(stack, cfg)
+            await self._register()
+            stack.push_async_callback(self._deregister)
+            self._slots = trio.Semaphore(cfg.max_concurrent)
+            self._nursery = await stack.enter_async_context(trio.open_nursery())
+            stack.push_async_callback(self._end_session)
+            self._nursery.start_soon(self._heartbeat)
+            self._stack = stack.pop_all()
+        log.info("worker connected worker_id=%s instance=%s lanes=%s grants=%s",
+                 cfg.worker_id, cfg.worker_instance_id, ",".join(cfg.lanes),
+                 "server" if cfg.server_url else "scheduler")
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> bool | None:
+        stack, self._stack = self._stack, None
+        assert stack is not None
+        return await stack.__aexit__(exc_type, exc, tb)
+
+    def _validated_config(self) -> WorkerConfig:
+        cfg = self.config
+        url = cfg.valkey_url or default_valkey_url()
+        if not url:
+            raise ValueError("no Valkey URL: pass valkey_url=, set FF_VALKEY_URL, or run "
+                             "`ff serve` (embedded) in this directory")
+        if not cfg.lanes:
+            raise ValueError("at least one lane is required")
+        for lane in cfg.lanes:
+            validate_lane(lane)
+        instance = cfg.worker_instance_id or new_worker_instance_id()
+        validate_worker_id(cfg.worker_id, "worker_id")
+        validate_worker_id(instance, "worker_instance_id")
+        capabilities_csv(cfg.capabilities, "worker")
+        if cfg.lease_ttl_ms < 1 or cfg.max_concurrent < 1:
+            raise ValueError("lease_ttl_ms and max_concurrent must be at least 1")
+        return msgspec.structs.replace(cfg, valkey_url=url, worker_instance_id=instance,
+                                       lanes=tuple(dict.fromkeys(cfg.lanes)))
+
+    async def _grant_source(self, stack: AsyncExitStack, cfg: WorkerConfig) -> GrantSource:
+        identity = _Identity(cfg.worker_id, cfg.worker_instance_id or "", cfg.capabilities,
+                             cfg.grant_ttl_ms)
+        if cfg.server_url:
+            http = await stack.enter_async_context(HttpClient(cfg.server_url,
+                                                              token=cfg.api_token))
+            return ServerGrants(http, identity)
+        raw = await self.client.execute("HGETALL", CONFIG_PARTITIONS)
+        stored = {text(k): int(v) for k, v in (raw or {}).items()}
+        if not stored:
+            log.warning("%s is missing (no server booted yet?): using default partition "
+                        "counts", CONFIG_PARTITIONS)
+        partitions = PartitionConfig(**stored)
+        return SchedulerGrants(Scheduler(self.client, self.library, partitions), identity)
+
+    @property
+    def _alive_ttl_ms(self) -> int:
+        return max(2 * self.config.lease_ttl_ms, 1000)
+
+    async def _register(self) -> None:
+        cfg = self.config
+        await scheduling_fns.register_worker(
+            self.library, cfg.namespace, cfg.worker_instance_id or "",
+            worker_id=cfg.worker_id, lanes_csv=",".join(sorted(cfg.lanes)),
+            caps_csv=",".join(cfg.capabilities), ttl_ms=self._alive_ttl_ms)
+
+    async def _heartbeat(self) -> None:
+        """Refreshes the liveness key every third of its TTL; re-registers if it lapsed
+        (a long pause, a flushed or failed-over Valkey)."""
+        while True:
+            await trio.sleep(self._alive_ttl_ms / 3000)
+            try:
+                reply = await scheduling_fns.heartbeat_worker(
+                    self.library, self.config.namespace, self.config.worker_instance_id or "")
+                if reply.str(0) == "not_registered":
+                    await self._register()
+            except (FFError, resp_errors.RespError) as exc:
+                log.warning("worker heartbeat failed error=%r", exc)
+
+    async def _end_session(self) -> None:
+        """Give back leases still held (the attempt is failed as retryable
+        `worker_shutdown` rather than left to expire), then stop renewals and heartbeat."""
+        for task in list(self._tasks):
+            await self._fail_unfinished(task, "worker_shutdown")
+        self._nursery.cancel_scope.cancel()
+
+    async def _deregister(self) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT_S):
+            try:
+                await scheduling_fns.deregister_worker(
+                    self.library, self.config.namespace, self.config.worker_instance_id or "")
+            except (FFError, resp_errors.RespError) as exc:
+                log.warning("worker deregistration failed error=%r", exc)
+
+    async def _fail_unfinished(self, task: ClaimedTask, category: str) -> None:
+        """The one place a lease is given back on the way out; shielded so a cancelled
+        worker still writes it, bounded so a dead Valkey cannot hold the exit."""
+        if task.ended or task.lease_lost is not None:
+            return
+        with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT_S):
+            try:
+                await task.fail("worker stopped before the task finished", category)
+            except (FFError, LeaseLostError, RuntimeError, resp_errors.RespError) as exc:
+                log.warning("could not give back execution_id=%s error=%r",
+                            task.execution_id, exc)
+
+    # -- claiming ---------------------------------------------------------------------
+
+    async def claim_next(self) -> ClaimedTask | None:
+        """The next task from the worker's lanes (round-robin), or None when there is
+        nothing to do or all `max_concurrent` slots are taken."""
+        if self._stack is None:
+            raise RuntimeError("use `async with worker:` (or Worker.connect) first")
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            return None
+        try:
+            task = await self._claim(holds_slot=True)
+        except BaseException:
+            self._slots.release()
+            raise
+        if task is None:
+            self._slots.release()
+        return task
+
+    async def _claim(self, *, holds_slot: bool) -> ClaimedTask | None:
+        """One pass over the lanes, starting one further each call. The caller has taken
+        a slot; `holds_slot` says whether the task gives it back itself when it ends."""
+        lanes = self.config.lanes
+        start = self._lane_cursor
+        self._lane_cursor = (start + 1) % len(lanes)
+        for i in range(len(lanes)):
+            grant = await self._grants.next_grant(lanes[(start + i) % len(lanes)])
+            if grant is None:
+                continue
+            claimed_at = trio.current_time()
+            try:
+                lease = await lease_from_grant(
+                    self.library, grant, worker_id=self.config.worker_id,
+                    worker_instance_id=self.config.worker_instance_id or "",
+                    lease_ttl_ms=self.config.lease_ttl_ms)
+            except FFError as exc:
+                if is_transient(exc):
+                    raise
+                # Lost a race for it, the grant lapsed, or a reclaim hit its cap.
+                log.info("grant not usable execution_id=%s reason=%s", grant.execution_id,
+                         exc.code)
+                continue
+            task = ClaimedTask(self.library, lease, lease_ttl_ms=self.config.lease_ttl_ms,
+                               claimed_at=claimed_at,
+                               on_release=partial(self._task_released, holds_slot=holds_slot))
+            self._tasks.add(task)
+            self._nursery.start_soon(task.keep_renewed)
+            return task
+        return None
+
+    def _task_released(self, task: ClaimedTask, *, holds_slot: bool) -> None:
+        self._tasks.discard(task)
+        if holds_slot:
+            self._slots.release()
+
+    # -- runtime ----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask `run()` to drain: no new claims; in-flight tasks get the grace period."""
+        self._stopping.set()
+        if self._wait_scope is not None:
+            self._wait_scope.cancel()
+
+    async def run(self, *, handle_signals: bool = True,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Claims and runs tasks until stopped (SIGTERM/SIGINT, `stop()` or cancellation),
+        then drains. Connects first unless already inside `async with worker`."""
+        async with AsyncExitStack() as stack:
+            if self._stack is None:
+                await stack.enter_async_context(self)
+            self._stopping = trio.Event()
+            pool = _HandlerPool()
+            async with trio.open_nursery() as root:
+                await root.start(pool.host)
+                if handle_signals and threading.current_thread() is threading.main_thread():
+                    root.start_soon(self._watch_signals, pool)
+                task_status.started()
+                try:
+                    await self._claim_loop(pool)
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await self._drain(pool)
+                    root.cancel_scope.cancel()
+
+    async def _watch_signals(self, pool: _HandlerPool) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                if not self._stopping.is_set():
+                    log.info("draining signal=%s in_flight=%d", signal.Signals(signum).name,
+                             pool.running)
+                    self.stop()
+                else:
+                    log.warning("second signal: giving back in-flight tasks now")
+                    pool.scope.cancel()
+
+    async def _drain(self, pool: _HandlerPool) -> None:
+        self._stopping.set()
+        with trio.move_on_after(self.config.grace_period_s):
+            await pool.wait_idle()
+        if pool.running:
+            log.warning("grace period over: giving back %d in-flight tasks", pool.running)
+        pool.scope.cancel()
+
+    async def _until_stopped(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> bool:
+        """Runs a wait that `stop()` interrupts; False when it was interrupted."""
+        with trio.CancelScope() as scope:
+            self._wait_scope = scope
+            if self._stopping.is_set():
+                scope.cancel()
+            try:
+                await fn(*args)
+            finally:
+                self._wait_scope = None
+        return not scope.cancelled_caught
+
+    async def _claim_loop(self, pool: _HandlerPool) -> None:
+        idle, longest = IDLE_BACKOFF_S
+        while not self._stopping.is_set():
+            if not await self._until_stopped(self._slots.acquire):
+                return
+            try:
+                task = await self._claim(holds_slot=False)
+            except CLAIM_ERRORS as exc:
+                log.warning("claim failed error=%r", exc)
+                task = None
+            if task is None:
+                self._slots.release()
+                if not await self._until_stopped(trio.sleep, idle):
+                    return
+                idle = min(idle * 2, longest)
+                continue
+            idle = IDLE_BACKOFF_S[0]
+            pool.enter()
+            pool.nursery.start_soon(self._execute, task, pool, name=f"ff-task-{task.kind}")
+
+    async def _execute(self, task: ClaimedTask, pool: _HandlerPool) -> None:
+        """Runs one task to its end and always gives its slot back."""
+        started = trio.current_time()
+        log.info("task claimed execution_id=%s kind=%s attempt=%d lane=%s",
+                 task.execution_id, task.kind, task.attempt_index, task.lane_id)
+        outcome = "unfinished"
+        try:
+            outcome = await self._dispatch(task)
+        except LeaseLostError as exc:
+            outcome = f"lease_lost:{exc.code}"
+        except (FFError, resp_errors.RespError) as exc:
+            log.warning("task call failed execution_id=%s error=%r", task.execution_id, exc)
+            outcome = f"error:{exc!r}"
+        finally:
+            if not task.ended and task.lease_lost is None:
+                category = "worker_shutdown" if self._stopping.is_set() else "worker_error"
+                await self._fail_unfinished(task, category)
+                outcome = f"failed:{category}"
+            self._slots.release()
+            pool.leave()
+            log.info("task finished execution_id=%s kind=%s outcome=%s duration_ms=%d",
+                     task.execution_id, task.kind, outcome,
+                     (trio.current_time() - started) * 1000)
+
+    async def _dispatch(self, task: ClaimedTask) -> str:
+        handler = self.handlers.get(task.kind)
+        if handler is None:
+            return "failed:" + await task.fail(
+                f'runtime: no handler registered for execution_kind "{task.kind}"',
+                "runtime_no_handler")
+        try:
+            payload = decode_payload(task)
+        except ValueError as exc:
+            return "failed:" + await task.fail(f"extractor: payload decode failed: {exc}",
+                                               "extractor_payload_decode")
+        error: Exception | None = None
+        value: Any = None
+        try:
+            with task.lease_scope():
+                value = await handler(task, payload)
+        except Exception as exc:
+            error = exc
+        if task.lease_lost is not None:
+            return f"lease_lost:{task.lease_lost.code}"
+        if task.ended:
+            return task.outcome or "ended"
+        if error is not None:
+            return "failed:" + await task.fail(describe(error), "handler_error")
+        try:
+            await task.complete(encode_result(value))
+        except (TypeError, FFError) as exc:  # not encodable, or refused (too large)
+            return "failed:" + await task.fail(f"result rejected: {exc}", "handler_error")
+        return "completed"
+
+
+def decode_payload(task: ClaimedTask) -> Any:
+    """JSON-decoded when the submitter said `json`, else the raw bytes."""
+    if task.payload_encoding == "json":
+        return msgspec.json.decode(task.payload) if task.payload else None
+    return task.payload
+
+
+def encode_result(value: Any) -> bytes:
+    """bytes as they are, str as UTF-8, None as no result, anything else as JSON."""
+    if value is None:
+        return b""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode()
+    return msgspec.json.encode(value)
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message`, then each cause in the chain, joined by ': '."""
+    parts: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(parts) < 8:
+        parts.append(f"{type(current).__name__}: {current}")
+        current = current.__cause__
+    return ": ".join(parts)[:4000]
