@@ -7,13 +7,16 @@ task feeds hiredis and hands each reply to the oldest waiter. No task is spawned
 command and no lock is taken: trio only switches tasks at awaits.
 
 A caller cancelled while waiting leaves its waiter in the queue with no task, so its
-reply is still consumed and dropped: the FIFO never slips. A caller whose *timeout*
+reply is still consumed and dropped: the FIFO never slips. A command whose *timeout*
 expires breaks the connection instead, because a reply that late means the socket (or
-the server) is stuck and every later waiter is stuck behind it.
+the server) is stuck and every later waiter is stuck behind it. Timeouts are enforced
+by one watchdog task per connection sleeping until the earliest pending deadline, not
+by a cancel scope per command, which would cost more than the rest of the hot path.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -32,11 +35,12 @@ from ff.resp._url import ConnectionParams
 class _Waiter:
     """A caller waiting for `count` replies. `task` is None once nobody is waiting."""
 
-    __slots__ = ("count", "replies", "task")
+    __slots__ = ("count", "deadline", "replies", "task")
 
-    def __init__(self, task: trio.lowlevel.Task | None, count: int) -> None:
+    def __init__(self, task: trio.lowlevel.Task | None, count: int, deadline: float) -> None:
         self.task = task
         self.count = count
+        self.deadline = deadline
         self.replies: list[Any]  # only set (by `request`) when count > 1
 
     def abort(self, _raise_cancel: Any) -> Abort:
@@ -70,6 +74,8 @@ class Connection:
         self._outbuf: list[bytes] = []
         self._writer: trio.lowlevel.Task | None = None
         self._writer_idle = False
+        self._watchdog: trio.CancelScope | None = None
+        self._watchdog_deadline = math.inf
         self._scope: trio.CancelScope | None = None
         self.error: BaseException | None = None  # why the connection stopped, once it has
 
@@ -100,7 +106,10 @@ class Connection:
         """Queue `frames` (producing `count` replies) and wait: one reply, or a list."""
         if self.error is not None:
             raise self._lost()
-        waiter = _Waiter(current_task(), count)
+        deadline = trio.current_time() + (self._command_timeout if timeout is None else timeout)
+        waiter = _Waiter(current_task(), count, deadline)
+        if deadline < self._watchdog_deadline and self._watchdog is not None:
+            self._watchdog.deadline = self._watchdog_deadline = deadline
         if count == 1:
             self._waiters.append(waiter)
         else:
@@ -110,13 +119,7 @@ class Connection:
         if self._writer_idle:
             self._writer_idle = False
             reschedule(self._writer)  # type: ignore[arg-type]
-        if timeout is None:
-            timeout = self._command_timeout
-        with trio.CancelScope(deadline=trio.current_time() + timeout):
-            return await wait_task_rescheduled(waiter.abort)
-        # Only our own deadline gets here (an outer cancellation propagates instead).
-        self._break(errors.TimeoutError(f"a command timed out after {timeout}s"))
-        raise errors.TimeoutError(f"no reply from {self._params.address} within {timeout}s")
+        return await wait_task_rescheduled(waiter.abort)
 
     def close(self, reason: errors.ConnectionError | None = None) -> None:
         """Stop the connection; pending callers get `errors.ConnectionError`."""
@@ -138,6 +141,7 @@ class Connection:
                 async with trio.open_nursery() as nursery:
                     self._scope = nursery.cancel_scope
                     nursery.start_soon(self._write_loop)
+                    nursery.start_soon(self._watch_deadlines)
                     await self._read_loop()
         finally:
             self._break(errors.ConnectionError("the connection was closed"))
@@ -158,6 +162,28 @@ class Connection:
                 await send_all(data)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._break(exc)
+
+    async def _watch_deadlines(self) -> None:
+        """Sleep until the earliest pending deadline; if it passed unanswered, break.
+
+        `request` pulls the wake-up time forward when a command with a shorter timeout
+        arrives; otherwise the watchdog wakes about once per command timeout.
+        """
+        while True:
+            deadline = min((w.deadline for w in self._waiters), default=math.inf)
+            with trio.CancelScope(deadline=deadline) as self._watchdog:
+                self._watchdog_deadline = deadline
+                await trio.sleep_forever()
+            now = trio.current_time()
+            expired = {w for w in self._waiters if w.deadline <= now}
+            if expired:
+                message = f"no reply from {self._params.address} before the command's deadline"
+                for waiter in expired:
+                    if waiter.task is not None:
+                        reschedule(waiter.task, outcome.Error(errors.TimeoutError(message)))
+                        waiter.task = None
+                self._break(errors.TimeoutError(message))
+                return
 
     def _writer_abort(self, _raise_cancel: Any) -> Abort:
         self._writer_idle = False

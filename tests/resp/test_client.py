@@ -211,12 +211,14 @@ async def test_body_exceptions_are_not_wrapped(server_url: str) -> None:
 async def test_command_timeout_replaces_the_connection(server_url: str) -> None:
     async with Client.from_url(server_url, pool_size=1) as client:
         first_id = await client.execute("CLIENT", "ID")
+        start = trio.current_time()
         with pytest.raises(errors.TimeoutError) as info:
             # A Lua busy loop keeps the server silent for longer than the timeout.
             await client.execute(
                 "EVAL", "local i = 0 while i < 3e7 do i = i + 1 end return i", 0, timeout=0.1
             )
         assert info.value.retryable
+        assert trio.current_time() - start < 0.3  # the short timeout, not the default 10 s
         with trio.fail_after(10):
             while True:
                 try:
