@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from ff.core.policy import ExecutionPolicy, FixedBackoff, RetryPolicy
@@ -9,6 +10,8 @@ from ff.core.records import CreateExecutionArgs
 from ff.script import execution as fns
 from ff.server import Server
 from tests.engine.conftest import claim, engine_config, fence
+
+pytestmark = pytest.mark.compat
 
 
 async def test_in_process_program_runs_jobs_with_scanners(server_url: str) -> None:

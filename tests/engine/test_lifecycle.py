@@ -22,6 +22,8 @@ from ff.script import lease as lease_fns
 from ff.server import Server
 from tests.engine.conftest import claim, core_field, fence, submit
 
+pytestmark = pytest.mark.compat
+
 
 async def state_vector(server: Server, eid: str) -> dict[str, str]:
     info = await server.get_execution(eid)

@@ -17,6 +17,8 @@ from ff.script import scheduling as scheduling_fns
 from ff.server import Server
 from tests.engine.conftest import claim, core_field, engine_config, fence, submit
 
+pytestmark = pytest.mark.compat
+
 
 async def test_unrenewed_lease_expires_and_another_worker_reclaims(server: Server) -> None:
     eid = await submit(server)
