@@ -82,21 +82,17 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _HandlerPool:
-    """The nursery handlers run in, behind a shield: cancelling `run()` then starts a
-    drain (handlers get their grace period) instead of killing them mid-call."""
+    """The nursery handlers run in, hosted by a task of its own behind a shield, together
+    with the worker's session (connections, renewals) when `run()` opened it: cancelling
+    `run()` then starts a drain instead of cutting handlers off mid-call. Handlers sit in
+    their own scope inside, so the grace deadline cancels them but not the connections
+    their final `fail` needs."""
 
     def __init__(self) -> None:
-        self.scope = trio.CancelScope(shield=True)
+        self.handlers_scope = trio.CancelScope()
         self.nursery: trio.Nursery
         self.running = 0
         self._idle = trio.Event()
-
-    async def host(self, *, task_status: trio.TaskStatus[None]) -> None:
-        with self.scope:
-            async with trio.open_nursery() as nursery:
-                self.nursery = nursery
-                task_status.started()
-                await trio.sleep_forever()
 
     def enter(self) -> None:
         self.running += 1
@@ -356,22 +352,31 @@ class Worker:
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Claims and runs tasks until stopped (SIGTERM/SIGINT, `stop()` or cancellation),
         then drains. Connects first unless already inside `async with worker`."""
-        async with AsyncExitStack() as stack:
-            if self._stack is None:
-                await stack.enter_async_context(self)
-            self._stopping = trio.Event()
-            pool = _HandlerPool()
-            async with trio.open_nursery() as root:
-                await root.start(pool.host)
-                if handle_signals and threading.current_thread() is threading.main_thread():
-                    root.start_soon(self._watch_signals, pool)
-                task_status.started()
-                try:
-                    await self._claim_loop(pool)
-                finally:
-                    with trio.CancelScope(shield=True):
-                        await self._drain(pool)
-                    root.cancel_scope.cancel()
+        self._stopping = trio.Event()
+        pool = _HandlerPool()
+        async with trio.open_nursery() as root:
+            await root.start(self._host, pool)
+            if handle_signals and threading.current_thread() is threading.main_thread():
+                root.start_soon(self._watch_signals, pool)
+            task_status.started()
+            try:
+                await self._claim_loop(pool)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self._drain(pool)
+                root.cancel_scope.cancel()  # the signal watcher; the host is shielded
+
+    async def _host(self, pool: _HandlerPool, *, task_status: trio.TaskStatus[None]) -> None:
+        with trio.CancelScope() as guard:  # cancellable while connecting, shielded after
+            async with AsyncExitStack() as stack:
+                if self._stack is None:
+                    await stack.enter_async_context(self)
+                guard.shield = True  # from here on it ends when the drain cancels handlers
+                with pool.handlers_scope:
+                    async with trio.open_nursery() as nursery:
+                        pool.nursery = nursery
+                        task_status.started()
+                        await trio.sleep_forever()
 
     async def _watch_signals(self, pool: _HandlerPool) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -382,7 +387,7 @@ class Worker:
                     self.stop()
                 else:
                     log.warning("second signal: giving back in-flight tasks now")
-                    pool.scope.cancel()
+                    pool.handlers_scope.cancel()
 
     async def _drain(self, pool: _HandlerPool) -> None:
         self._stopping.set()
@@ -390,7 +395,7 @@ class Worker:
             await pool.wait_idle()
         if pool.running:
             log.warning("grace period over: giving back %d in-flight tasks", pool.running)
-        pool.scope.cancel()
+        pool.handlers_scope.cancel()
 
     async def _until_stopped(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> bool:
         """Runs a wait that `stop()` interrupts; False when it was interrupted."""
