@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import trio
-from tests.http.httptoy import RawClient
 
 from ff.http import HttpApp, serve_http
+from tests.http.httptoy import RawClient
 
 Serve = Callable[..., Awaitable[int]]
 

@@ -7,9 +7,9 @@ from functools import partial
 import msgspec
 import pytest
 import trio
-from tests.http.httptoy import Item, build_app
 
 from ff.client import HttpClient, HttpError, HttpStatusError, HttpTimeout
+from tests.http.httptoy import Item, build_app
 
 TOKEN = "client-token"
 

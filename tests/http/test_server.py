@@ -8,9 +8,9 @@ from functools import partial
 import msgspec
 import pytest
 import trio
-from tests.http.httptoy import ECHO_LIMIT, RawClient, build_app
 
 from ff.http import DEFAULT_BODY_LIMIT, HttpApp, serve_http
+from tests.http.httptoy import ECHO_LIMIT, RawClient, build_app
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
