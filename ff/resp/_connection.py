@@ -74,6 +74,8 @@ class Connection:
         self._outbuf: list[bytes] = []
         self._writer: trio.lowlevel.Task | None = None
         self._writer_idle = False
+        # True while queued frames wait for the idle writer to wake: joining them is free.
+        self.batch_open = False
         self._watchdog: trio.CancelScope | None = None
         self._watchdog_deadline = math.inf
         self._scope: trio.CancelScope | None = None
@@ -118,6 +120,7 @@ class Connection:
         self._outbuf.append(frames)
         if self._writer_idle:
             self._writer_idle = False
+            self.batch_open = True
             reschedule(self._writer)  # type: ignore[arg-type]
         return await wait_task_rescheduled(waiter.abort)
 
@@ -157,6 +160,7 @@ class Connection:
                     self._writer_idle = True
                     await wait_task_rescheduled(self._writer_abort)
                     continue
+                self.batch_open = False
                 data = outbuf[0] if len(outbuf) == 1 else b"".join(outbuf)
                 outbuf.clear()
                 await send_all(data)
@@ -222,6 +226,7 @@ class Connection:
         if self.error is not None:
             return
         self.error = cause
+        self.batch_open = False
         self._outbuf.clear()
         for waiter in self._waiters:
             if waiter.task is not None:

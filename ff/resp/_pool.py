@@ -2,7 +2,9 @@
 
 Each of the `size` slots is a task that connects, runs its connection until it breaks,
 and reconnects with capped exponential backoff (50 ms doubling to 2 s). Callers never
-connect: they take the next live connection round-robin, and when none is live they
+connect. They join the batch of the connection used last while that batch is still
+waiting for its write (so one scheduler tick's commands share one syscall), and
+otherwise move on to the next live connection round-robin. When none is live they
 either wait for the first connection attempt or, if the last attempt failed or the last
 connection broke, fail at once with that error: a dead server costs callers nothing,
 and the slots bring the pool back by themselves.
@@ -47,6 +49,7 @@ class Pool:
         self._host = host
         self._live: list[Connection] = []
         self._next = 0
+        self._current: Connection | None = None  # takes commands while its batch is open
         self._error: errors.RespError | None = None  # latest failure; used while none is live
         self._changed = trio.Event()
         self._started = False
@@ -57,8 +60,10 @@ class Pool:
         """Send `frames` on a live connection; one reply (count == 1) or a list."""
         live = self._live
         if live:
-            self._next = index = (self._next + 1) % len(live)
-            connection = live[index]
+            connection = self._current
+            if connection is None or not connection.batch_open:
+                self._next = index = (self._next + 1) % len(live)
+                connection = self._current = live[index]
         else:
             connection = await self._wait_for_connection()
         return await connection.request(frames, count, timeout)
