@@ -22,11 +22,11 @@ async def server(server_url: str) -> AsyncIterator[Server]:
         yield server
 
 
-def make_worker(server_url: str, **settings: object) -> Worker:
+def make_worker(valkey_url: str, **settings: object) -> Worker:
     settings.setdefault("worker_id", "w")
     settings.setdefault("lease_ttl_ms", 5_000)
     settings.setdefault("grace_period_s", 5.0)
-    return Worker(server_url, **settings)  # type: ignore[arg-type]
+    return Worker(valkey_url, **settings)  # type: ignore[arg-type]
 
 
 @asynccontextmanager
