@@ -12,6 +12,9 @@ Build an app by registering routes on a `Router` (one line each) and serve it::
 Handlers are `async def handler(request: Request) -> Response`; they decode with
 `decode_json`/`query_*`, raise `ApiError` for typed failures, and answer with
 `json_response`/`raw_response`/`empty_response`. Everything but `serve_http` is sans-I/O.
+
+The ff API itself is `build_app(server)` (`routes.py`): every route of the Server, with
+library and backend errors mapped to typed statuses by `errors.py`.
 """
 
 from ._app import Exchange, HttpApp
@@ -39,6 +42,7 @@ from ._router import (
 )
 from ._server import serve_http
 from .openapi import build_openapi, openapi_handler
+from .routes import build_app, build_router
 
 __all__ = [
     "BODY_LIMIT_CONTROL",
@@ -56,7 +60,9 @@ __all__ = [
     "Route",
     "RouteMatch",
     "Router",
+    "build_app",
     "build_openapi",
+    "build_router",
     "decode_json",
     "empty_response",
     "json_response",

@@ -1,0 +1,124 @@
+"""The JSON shapes of the REST API that are not records of the Server API.
+
+What lives here: request bodies that only exist on the wire (priority, worker claim), and the
+reference's externally tagged results (`{"Created": {...}}`, `{"Duplicate": {...}}`, ...).
+Each tagged result is one Struct with one optional field per variant and `omit_defaults`, so
+encoding an instance with exactly one variant set gives the reference's one-key object, and
+the client decodes the same Struct and looks at which field is set.
+
+Shared by the route handlers (`ff/http/routes.py`) and the typed client (`ff/client.py`).
+Records that already have the wire shape (`ExecutionInfo`, `ExecutionPage`, `ClaimGrant`,
+the reclaim outcomes, the create and cancel arguments) live in `ff/core/records.py`.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = [
+    "AlreadySatisfiedBody",
+    "CancelResponse",
+    "CancelledBody",
+    "ChangedBody",
+    "ClaimRequest",
+    "CreateResponse",
+    "CreatedBody",
+    "DuplicateBody",
+    "Health",
+    "PriorityRequest",
+    "PriorityResponse",
+    "ReplayResponse",
+    "ReplayedBody",
+    "RevokeResponse",
+    "RevokedBody",
+]
+
+
+class _Tagged(msgspec.Struct, omit_defaults=True):
+    """Base of the externally tagged results: exactly one field is set."""
+
+
+# -- requests ---------------------------------------------------------------------------
+
+
+class PriorityRequest(msgspec.Struct):
+    """`PUT /v1/executions/{id}/priority`."""
+
+    new_priority: int
+
+
+class ClaimRequest(msgspec.Struct, kw_only=True):
+    """`POST /v1/workers/{worker_id}/claim`: the worker's identity and what it can run."""
+
+    lane_id: str
+    worker_instance_id: str
+    grant_ttl_ms: int
+    capabilities: list[str] = msgspec.field(default_factory=list)
+
+
+# -- responses --------------------------------------------------------------------------
+
+
+class CreatedBody(msgspec.Struct):
+    execution_id: str
+    public_state: str
+
+
+class DuplicateBody(msgspec.Struct):
+    """The execution an idempotency key already named. `public_state` is ours (an addition
+    to the reference's body, which carries only the id)."""
+
+    execution_id: str
+    public_state: str | None = None
+
+
+class CreateResponse(_Tagged):
+    """201 `{"Created": ...}` for a new execution, 200 `{"Duplicate": ...}` for a repeat."""
+
+    Created: CreatedBody | None = None
+    Duplicate: DuplicateBody | None = None
+
+
+class CancelledBody(msgspec.Struct):
+    execution_id: str
+    public_state: str
+
+
+class CancelResponse(_Tagged):
+    Cancelled: CancelledBody | None = None
+
+
+class ChangedBody(msgspec.Struct):
+    execution_id: str
+
+
+class PriorityResponse(_Tagged):
+    Changed: ChangedBody | None = None
+
+
+class ReplayedBody(msgspec.Struct):
+    public_state: str
+
+
+class ReplayResponse(_Tagged):
+    Replayed: ReplayedBody | None = None
+
+
+class RevokedBody(msgspec.Struct):
+    lease_id: str
+    lease_epoch: int
+
+
+class AlreadySatisfiedBody(msgspec.Struct):
+    reason: str
+
+
+class RevokeResponse(_Tagged):
+    """`{"Revoked": ...}`, or `{"AlreadySatisfied": {"reason": "no_active_lease"}}`."""
+
+    Revoked: RevokedBody | None = None
+    AlreadySatisfied: AlreadySatisfiedBody | None = None
+
+
+class Health(msgspec.Struct):
+    status: str = "ok"
