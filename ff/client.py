@@ -4,10 +4,13 @@ What lives here: `HttpClient` (a keep-alive connection pool with one deadline pe
 `HttpResponse`, and the errors: `HttpError` for transport failures (connect refused, reset,
 timeout, protocol violations; `HttpTimeout` is the timeout case) and `HttpStatusError`, raised by
 `HttpResponse.raise_for_status()` with the server's `{"error", "kind", "retryable"}` fields.
-Typed API calls (create_execution, ...) belong on top of `request()`:
+`ApiClient` adds the typed API calls on top of `request()`:
 
-    response = await client.request("POST", "/v1/executions", json=args)
-    created = response.raise_for_status().json(CreateExecutionResult)
+    async with ApiClient("http://127.0.0.1:9090", token=token) as api:
+        created = await api.create_execution({"execution_kind": "email"})
+        state = await api.get_execution_state(created.execution_id)
+
+Every typed call raises `HttpStatusError` (with `status`, `kind`, `retryable`) for a 4xx/5xx.
 
 Plain `http://` only; a TLS front (if any) terminates in front of ff.
 """
@@ -15,17 +18,46 @@ Plain `http://` only; a TLS front (if any) terminates in front of ff.
 from __future__ import annotations
 
 import select
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import h11
 import msgspec
 import trio
 
-__all__ = ["HttpClient", "HttpError", "HttpResponse", "HttpStatusError", "HttpTimeout"]
+from ff.core.records import (
+    CancelExecutionArgs,
+    ClaimGrant,
+    CreateExecutionArgs,
+    CreateResult,
+    ExecutionInfo,
+    ExecutionPage,
+    ReclaimCapExceeded,
+    ReclaimGrantArgs,
+    ReclaimGranted,
+    ReclaimNotReclaimable,
+)
+from ff.http.wire import (
+    CancelledBody,
+    CancelResponse,
+    ClaimRequest,
+    CreateResponse,
+    PriorityRequest,
+    ReplayResponse,
+    RevokeResponse,
+)
+
+__all__ = [
+    "ApiClient",
+    "HttpClient",
+    "HttpError",
+    "HttpResponse",
+    "HttpStatusError",
+    "HttpTimeout",
+]
 
 T = TypeVar("T")
 
@@ -274,3 +306,137 @@ class HttpClient:
                 return connection, True
             await connection.stream.aclose()
         return _Connection(await trio.open_tcp_stream(self._host, self._port)), False
+
+
+ReclaimOutcome = ReclaimGranted | ReclaimNotReclaimable | ReclaimCapExceeded
+
+
+def _execution_path(execution_id: str, suffix: str = "") -> str:
+    return f"/v1/executions/{quote(execution_id, safe='')}{suffix}"
+
+
+def _with_byte_list(args: CreateExecutionArgs | Mapping[str, Any]) -> Any:
+    """A bytes `input_payload` goes on the wire as the reference's array of byte values
+    (msgspec would otherwise send base64 text, which the server stores as it is)."""
+    if isinstance(args, CreateExecutionArgs):
+        payload: Any = args.input_payload
+        if isinstance(payload, bytes | bytearray):
+            return msgspec.structs.replace(args, input_payload=list(payload))
+        return args
+    payload = args.get("input_payload")
+    if isinstance(payload, bytes | bytearray):
+        return {**args, "input_payload": list(payload)}
+    return args
+
+
+class ApiClient(HttpClient):
+    """`HttpClient` with one typed method per route of the ff API.
+
+    Arguments are the Server API's records (or plain dicts of the same fields); answers are
+    decoded into records. A 4xx/5xx answer raises `HttpStatusError`.
+    """
+
+    async def _call(
+        self, method: str, path: str, type_: type[T] | Any, *, json: Any = None
+    ) -> T:
+        response = await self.request(method, path, json=json)
+        return response.raise_for_status().json(type_)  # type: ignore[no-any-return]
+
+    async def health(self) -> None:
+        """`GET /healthz`; raises unless the server and its Valkey answer."""
+        (await self.request("GET", "/healthz")).raise_for_status()
+
+    async def create_execution(
+        self, args: CreateExecutionArgs | Mapping[str, Any]
+    ) -> CreateResult:
+        """Submit an execution; `duplicate` is True when its idempotency key was known."""
+        answer = await self._call(
+            "POST", "/v1/executions", CreateResponse, json=_with_byte_list(args)
+        )
+        if answer.Created is not None:
+            return CreateResult(answer.Created.execution_id, answer.Created.public_state)
+        if answer.Duplicate is None:
+            raise HttpError("create answered with neither Created nor Duplicate")
+        body = answer.Duplicate
+        return CreateResult(body.execution_id, body.public_state or "", duplicate=True)
+
+    async def get_execution(self, execution_id: str) -> ExecutionInfo:
+        return await self._call("GET", _execution_path(execution_id), ExecutionInfo)
+
+    async def get_execution_state(self, execution_id: str) -> str:
+        return await self._call("GET", _execution_path(execution_id, "/state"), str)
+
+    async def get_execution_result(self, execution_id: str) -> bytes | None:
+        """The raw result bytes, or None while there is none (not completed, or trimmed)."""
+        response = await self.request("GET", _execution_path(execution_id, "/result"))
+        if response.status == 404:
+            return None
+        return response.raise_for_status().body
+
+    async def cancel_execution(
+        self,
+        execution_id: str,
+        args: CancelExecutionArgs | Mapping[str, Any] | None = None,
+    ) -> CancelledBody:
+        path = _execution_path(execution_id, "/cancel")
+        answer = await self._call("POST", path, CancelResponse, json=args or {})
+        if answer.Cancelled is None:
+            raise HttpError("cancel answered without Cancelled")
+        return answer.Cancelled
+
+    async def list_executions(
+        self,
+        partition: int,
+        *,
+        cursor: str | None = None,
+        limit: int | None = None,
+        lane: str | None = None,
+        state: str | None = None,
+        offset: int | None = None,
+    ) -> ExecutionPage:
+        """One page: the cursor form by default, the filter form with `lane`."""
+        params = {"partition": partition, "cursor": cursor, "limit": limit, "lane": lane,
+                  "state": state, "offset": offset}
+        query = urlencode({k: v for k, v in params.items() if v is not None})
+        return await self._call("GET", f"/v1/executions?{query}", ExecutionPage)
+
+    async def change_priority(self, execution_id: str, new_priority: int) -> None:
+        path = _execution_path(execution_id, "/priority")
+        await self._call("PUT", path, Any, json=PriorityRequest(new_priority))
+
+    async def replay_execution(self, execution_id: str) -> str:
+        """Run a terminal execution again; returns its new public state."""
+        answer = await self._call("POST", _execution_path(execution_id, "/replay"),
+                                  ReplayResponse)
+        if answer.Replayed is None:
+            raise HttpError("replay answered without Replayed")
+        return answer.Replayed.public_state
+
+    async def revoke_lease(self, execution_id: str) -> RevokeResponse:
+        """`Revoked` with the lease, or `AlreadySatisfied` when there was no active lease."""
+        return await self._call("POST", _execution_path(execution_id, "/revoke-lease"),
+                                RevokeResponse)
+
+    async def issue_reclaim_grant(
+        self, execution_id: str, args: ReclaimGrantArgs | Mapping[str, Any]
+    ) -> ReclaimOutcome:
+        return await self._call("POST", _execution_path(execution_id, "/reclaim"),
+                                ReclaimOutcome, json=args)
+
+    async def claim(
+        self,
+        worker_id: str,
+        *,
+        lane_id: str,
+        worker_instance_id: str,
+        grant_ttl_ms: int = 5_000,
+        capabilities: Iterable[str] = (),
+    ) -> ClaimGrant | None:
+        """The next claim grant for this worker on `lane_id`, or None when there is no work."""
+        body = ClaimRequest(lane_id=lane_id, worker_instance_id=worker_instance_id,
+                            grant_ttl_ms=grant_ttl_ms, capabilities=list(capabilities))
+        path = f"/v1/workers/{quote(worker_id, safe='')}/claim"
+        response = await self.request("POST", path, json=body)
+        if response.status == 204:
+            return None
+        return response.raise_for_status().json(ClaimGrant)

@@ -42,7 +42,6 @@ from ._router import (
 )
 from ._server import serve_http
 from .openapi import build_openapi, openapi_handler
-from .routes import build_app, build_router
 
 __all__ = [
     "BODY_LIMIT_CONTROL",
@@ -74,3 +73,13 @@ __all__ = [
     "raw_response",
     "serve_http",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """`build_app` and `build_router` load the Server on first use, not with the package:
+    the client imports `ff.http.wire` and must not pull in the engine."""
+    if name in ("build_app", "build_router"):
+        from . import routes
+
+        return getattr(routes, name)
+    raise AttributeError(f"module 'ff.http' has no attribute {name!r}")

@@ -1,0 +1,257 @@
+"""`ff`: the command-line entry point (console script `ff = "ff.cli:main"`).
+
+    ff serve [--listen HOST:PORT] [--lanes a,b] [--valkey-url URL] [--data-dir DIR] ...
+    ff worker MODULE ...        (ff.worker.cli)
+    ff bench SCENARIO ...       (bench.cli, in a source checkout)
+    ff admin status [--json]
+
+What lives here: the argument parser, the dispatcher, the JSON-lines log formatter every
+subcommand logs through, and `admin status`. `worker` and `bench` belong to their own
+modules, imported when the parser is built; while such a module is not there the
+subcommand still parses and says so when run. Running the server is `ff/serve.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import trio
+
+__all__ = ["JsonLinesFormatter", "build_parser", "configure_logging", "main"]
+
+# The attributes every LogRecord has; anything else on a record came from `extra=`.
+_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+_SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+class JsonLinesFormatter(logging.Formatter):
+    """One JSON object per event: ts, level, logger, msg, the `extra=` fields, exc."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        seconds = int(record.created)
+        event: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_FIELDS and not key.startswith("_"):
+                event[key] = value
+        if record.exc_info:
+            event["exc"] = self.formatException(record.exc_info)
+        return json.dumps(event, default=str, ensure_ascii=False)
+
+
+def configure_logging(level: str = "info") -> None:
+    """JSON lines on stderr for the whole process (replaces earlier root handlers)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLinesFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("flowfabric")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+# -- subcommands that live elsewhere -------------------------------------------------------
+
+
+def _import_optional(module: str) -> ModuleType | None:
+    """`module`, or None when it (or its package) does not exist; other errors propagate."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (module == exc.name or module.startswith(exc.name + ".")):
+            raise
+        return None
+
+
+def _import_bench() -> ModuleType | None:
+    """`bench.cli`; `bench/` sits beside `ff/` in a source checkout, not in the package."""
+    module = _import_optional("bench.cli")
+    if module is None and (_SOURCE_ROOT / "bench" / "cli.py").is_file():
+        sys.path.append(str(_SOURCE_ROOT))
+        module = _import_optional("bench.cli")
+    return module
+
+
+def _add_placeholder(subparsers: Any, name: str, module: str, what: str) -> None:
+    parser = subparsers.add_parser(name, help=f"{what} (not available: {module} is missing)")
+    parser.add_argument("rest", nargs=argparse.REMAINDER)
+
+
+# -- admin -----------------------------------------------------------------------------------
+
+
+async def _status(url: str) -> dict[str, Any]:
+    from ff.core.keys import CONFIG_PARTITIONS, LANES
+    from ff.resp import Client
+    from ff.script.library import LIBRARY_VERSION, FunctionLibrary, text
+    from ff.server import server_version
+
+    async with Client.from_url(url, pool_size=1, client_name="ff-admin") as client:
+        info = text(await client.execute("INFO", "server"))
+        partitions = await client.execute("HGETALL", CONFIG_PARTITIONS)
+        lanes = await client.execute("SMEMBERS", LANES)
+        loaded = await FunctionLibrary(client).loaded_version()
+    flavour, version = server_version(info)
+    return {
+        "ff_version": _package_version(),
+        "server": {"flavour": flavour, "version": ".".join(map(str, version))},
+        "library": {"expected": LIBRARY_VERSION, "loaded": loaded},
+        "partitions": {text(k): int(v) for k, v in partitions.items()},
+        "lanes": sorted(text(x) for x in lanes),
+    }
+
+
+def _admin_status(args: argparse.Namespace) -> int:
+    from ff.serve import redact_url, startup_failure
+    from ff.worker import default_valkey_url
+
+    url = args.valkey_url or default_valkey_url()
+    if not url:
+        print("ff admin status: error: no Valkey address: pass --valkey-url, set FF_VALKEY_URL, "
+              "or run where `ff serve` keeps its data (./.ff or FF_DATA_DIR)", file=sys.stderr)
+        return 1
+    try:
+        status = trio.run(_status, url)
+    except Exception as exc:
+        message = startup_failure(exc)
+        if message is None:
+            raise
+        print(f"ff admin status: error: {' '.join(message.split())}", file=sys.stderr)
+        return 1
+    status["valkey_url"] = redact_url(url)
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    library = status["library"]
+    partitions = status["partitions"]
+    print(f"ff {status['ff_version']}")
+    print(f"server: {status['server']['flavour']} {status['server']['version']} "
+          f"at {status['valkey_url']}")
+    print(f"function library: loaded {library['loaded'] or 'none'}, "
+          f"this ff expects {library['expected']}")
+    if partitions:
+        print("partitions: " + ", ".join(f"{k}={v}" for k, v in sorted(partitions.items())))
+    else:
+        print("partitions: not configured (no server has booted on this Valkey)")
+    print("lanes: " + (", ".join(status["lanes"]) or "none"))
+    return 0
+
+
+# -- serve -----------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ff.config import ConfigError
+    from ff.serve import ServeOptions, load_config, run
+
+    options = ServeOptions(listen=args.listen, lanes=args.lanes, valkey_url=args.valkey_url,
+                           data_dir=args.data_dir, api_token=args.api_token)
+    try:
+        config = load_config(options)
+    except ConfigError as exc:
+        print(f"ff serve: error: {exc}", file=sys.stderr)
+        return 1
+    return run(config, shutdown_grace=args.shutdown_grace)
+
+
+# -- parser and dispatch ---------------------------------------------------------------------
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[Any], Any]]]:
+    """The parser, and the function that runs each subcommand (by name)."""
+    parser = argparse.ArgumentParser(
+        prog="ff", description="ff: durable execution on Valkey.")
+    parser.add_argument("--version", action="version", version=f"ff {_package_version()}")
+    parser.add_argument("--log-level", default=os.environ.get("FF_LOG_LEVEL", "info"),
+                        choices=["debug", "info", "warning", "error"],
+                        help="log level (default: FF_LOG_LEVEL or info)")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands: dict[str, Callable[[Any], Any]] = {}
+
+    serve = subparsers.add_parser(
+        "serve", help="run the HTTP API and the engine",
+        description="Run the HTTP API, the scheduler and the scanners. Configuration comes "
+                    "from FF_* environment variables; flags override them. With no Valkey "
+                    "address, a private valkey-server keeps its data under the data dir.")
+    serve.add_argument("--listen", metavar="HOST:PORT",
+                       help="address of the HTTP API (FF_LISTEN_ADDR, default 0.0.0.0:9090)")
+    serve.add_argument("--lanes", metavar="A,B", help="lanes to register (FF_LANES)")
+    serve.add_argument("--valkey-url", metavar="URL",
+                       help="external Valkey (FF_VALKEY_URL); needs FF_WAITPOINT_HMAC_SECRET")
+    serve.add_argument("--data-dir", metavar="DIR",
+                       help="embedded Valkey data and secret (FF_DATA_DIR, default ./.ff)")
+    serve.add_argument("--api-token", metavar="TOKEN",
+                       help="require `Authorization: Bearer TOKEN` (FF_API_TOKEN)")
+    serve.add_argument("--shutdown-grace", type=float, default=10.0, metavar="SECONDS",
+                       help="how long in-flight requests may finish on shutdown (default 10)")
+    commands["serve"] = _serve
+
+    worker = _import_optional("ff.worker.cli")
+    if worker is not None:
+        worker.add_worker_parser(subparsers)
+        commands["worker"] = worker.run_worker_command
+    else:
+        _add_placeholder(subparsers, "worker", "ff.worker.cli", "run a worker module")
+
+    bench = _import_bench()
+    if bench is not None:
+        bench.add_bench_parser(subparsers)
+        commands["bench"] = bench.run_bench_command
+    else:
+        _add_placeholder(subparsers, "bench", "bench.cli", "run a benchmark scenario")
+
+    admin = subparsers.add_parser("admin", help="operator commands",
+                                  description="Operator commands against a deployment.")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True,
+                                          metavar="COMMAND")
+    status = admin_commands.add_parser(
+        "status", help="server and library versions, partitions, lanes",
+        description="Connect to Valkey (--valkey-url, else FF_VALKEY_URL, else the URL an "
+                    "embedded `ff serve` wrote under ./.ff or FF_DATA_DIR) and print the "
+                    "server version, the function library version, the partition counts "
+                    "and the registered lanes.")
+    status.add_argument("--valkey-url", metavar="URL")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(admin_run=_admin_status)
+    commands["admin"] = lambda args: args.admin_run(args)
+    return parser, commands
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv` (default: the command line), run the subcommand, return its exit code."""
+    parser, commands = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    command = commands.get(args.command)
+    if command is None:
+        module = "ff.worker.cli" if args.command == "worker" else "bench.cli"
+        print(f"ff {args.command}: not available in this installation ({module} is missing)",
+              file=sys.stderr)
+        return 2
+    result = command(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
