@@ -40,6 +40,7 @@ from ff.core.records import (
     ReclaimGranted,
     ReclaimNotReclaimable,
 )
+from ff.http._message import encode_fallback
 from ff.http.wire import (
     CancelledBody,
     CancelResponse,
@@ -61,7 +62,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-_encoder = msgspec.json.Encoder()
+_encoder = msgspec.json.Encoder(enc_hook=encode_fallback)
 _RECEIVE_SIZE = 64 * 1024
 # Retrying is safe only where repeating the request cannot do a second, different thing.
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})

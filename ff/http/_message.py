@@ -27,8 +27,16 @@ __all__ = [
 
 JSON = "application/json"
 
+
+def encode_fallback(obj: Any) -> Any:
+    """msgspec's fallback: str subclasses (ids such as `ExecutionId`) encode as their text."""
+    if isinstance(obj, str):
+        return str(obj)
+    raise NotImplementedError(f"cannot encode objects of type {type(obj).__name__}")
+
+
 # One encoder for the process: msgspec encoders are reusable and cheaper than encode().
-_encoder = msgspec.json.Encoder()
+_encoder = msgspec.json.Encoder(enc_hook=encode_fallback)
 
 
 @dataclass(slots=True)
