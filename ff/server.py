@@ -378,7 +378,8 @@ class Server:
         try:
             reply = await lease_fns.revoke_lease(self.library, eid, reason=reason)
         except FFError as exc:
-            if exc.code == "no_active_lease":
+            # Not active (waiting, terminal, ...) has no lease to revoke either.
+            if exc.code in ("no_active_lease", "execution_not_active"):
                 return RevokeResult("already_satisfied", reason="no_active_lease")
             raise
         if reply.status == "ALREADY_SATISFIED":
