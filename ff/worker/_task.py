@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from ff.core.errors import BackendError, FFError
+from ff.core.errors import BackendError, ExecutionNotActiveError, FFError
 from ff.core.records import LeaseHandle
 from ff.resp import errors as resp_errors
 from ff.script import execution as execution_fns
@@ -191,25 +191,18 @@ class ClaimedTask:
         try:
             while True:
                 try:
-                    reply = await call()
-                except FFError as exc:
+                    return self._end(name, await call())
+                except (FFError, resp_errors.RespError) as exc:
                     if is_transient(exc):
                         maybe_landed = True
                         pause = await self._before_retry(exc, pause, longest)
                         continue
                     if maybe_landed and self._own_earlier_call(exc, landed_phase):
                         return self._end(name, Reply("OK", []))
-                    if exc.code in LOST_CODES:
+                    if isinstance(exc, FFError) and exc.code in LOST_CODES:
                         self._end("lease_lost", None)
                         raise self._lose(LeaseLostError(exc.code, exc.detail)) from exc
                     raise
-                except resp_errors.RespError as exc:
-                    if not is_transient(exc):
-                        raise
-                    maybe_landed = True
-                    pause = await self._before_retry(exc, pause, longest)
-                    continue
-                return self._end(name, reply)
         finally:
             self._terminal_in_flight = False
 
@@ -222,13 +215,12 @@ class ClaimedTask:
         await trio.sleep(pause)
         return min(pause * 2, longest)
 
-    def _own_earlier_call(self, exc: FFError, landed_phase: str) -> bool:
+    def _own_earlier_call(self, exc: BaseException, landed_phase: str) -> bool:
         """After a lost reply, `execution_not_active` naming our own epoch and attempt in
         the phase our call leads to means that call landed (delay has no replay reply)."""
-        return (landed_phase != "" and exc.code == "execution_not_active"
-                and getattr(exc, "lease_epoch", None) == self.lease_epoch
-                and getattr(exc, "attempt_id", None) == self.attempt_id
-                and getattr(exc, "lifecycle_phase", None) == landed_phase)
+        return (isinstance(exc, ExecutionNotActiveError) and landed_phase != ""
+                and (exc.lease_epoch, exc.attempt_id, exc.lifecycle_phase)
+                == (self.lease_epoch, self.attempt_id, landed_phase))
 
     def _end(self, outcome: str, reply: Reply | None) -> Any:
         """A terminal call reached the server: stop renewing and give the slot back."""

@@ -51,6 +51,7 @@ log = logging.getLogger("ff.worker")
 Handler = Callable[[ClaimedTask, Any], Awaitable[Any]]
 
 IDLE_BACKOFF_S = (0.05, 1.0)  # first and longest pause after a claim found nothing
+CLAIMERS = 4  # claim calls in flight at once while work keeps coming
 CLEANUP_TIMEOUT_S = 5.0  # bound on each shielded cleanup call (final fail, deregister)
 DATA_DIR_URL_FILE = "valkey.url"  # written by `ff serve` in embedded mode (ff.server.URL_FILE)
 # Errors a claim attempt may meet that say "not now", not "this worker is broken".
@@ -136,7 +137,7 @@ class Worker:
         self.handlers: dict[str, Handler] = {}
         self._stack: AsyncExitStack | None = None
         self._stopping = trio.Event()
-        self._wait_scope: trio.CancelScope | None = None
+        self._wait_scopes: set[trio.CancelScope] = set()
         self._tasks: set[ClaimedTask] = set()
         self._lane_cursor = 0
 
@@ -345,8 +346,8 @@ class Worker:
     def stop(self) -> None:
         """Ask `run()` to drain: no new claims; in-flight tasks get the grace period."""
         self._stopping.set()
-        if self._wait_scope is not None:
-            self._wait_scope.cancel()
+        for scope in self._wait_scopes:
+            scope.cancel()
 
     async def run(self, *, handle_signals: bool = True,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -400,18 +401,29 @@ class Worker:
     async def _until_stopped(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> bool:
         """Runs a wait that `stop()` interrupts; False when it was interrupted."""
         with trio.CancelScope() as scope:
-            self._wait_scope = scope
+            self._wait_scopes.add(scope)
             if self._stopping.is_set():
                 scope.cancel()
             try:
                 await fn(*args)
             finally:
-                self._wait_scope = None
+                self._wait_scopes.discard(scope)
         return not scope.cancelled_caught
 
     async def _claim_loop(self, pool: _HandlerPool) -> None:
+        """One claimer polls (with idle backoff); while claims keep succeeding, helpers
+        claim alongside it, since one claim is three sequential round trips and the
+        handlers would otherwise queue behind it. Idle, the helpers wait and cost nothing."""
+        self._busy = trio.Event()
+        async with trio.open_nursery() as claimers:
+            for i in range(min(CLAIMERS, self.config.max_concurrent)):
+                claimers.start_soon(self._claimer, pool, i == 0)
+
+    async def _claimer(self, pool: _HandlerPool, primary: bool) -> None:
         idle, longest = IDLE_BACKOFF_S
         while not self._stopping.is_set():
+            if not primary and not await self._until_stopped(self._busy.wait):
+                return
             if not await self._until_stopped(self._slots.acquire):
                 return
             try:
@@ -421,10 +433,15 @@ class Worker:
                 task = None
             if task is None:
                 self._slots.release()
+                if self._busy.is_set():
+                    self._busy = trio.Event()  # nothing there: helpers rest
+                if not primary:
+                    continue
                 if not await self._until_stopped(trio.sleep, idle):
                     return
                 idle = min(idle * 2, longest)
                 continue
+            self._busy.set()
             idle = IDLE_BACKOFF_S[0]
             pool.enter()
             pool.nursery.start_soon(self._execute, task, pool, name=f"ff-task-{task.kind}")
