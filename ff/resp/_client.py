@@ -9,6 +9,7 @@ run that first uses it.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -50,9 +51,16 @@ class Client(CommandHelpers):
         connect_timeout: float = 5.0,
         command_timeout: float = 10.0,
         client_name: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> Client:
-        """A client for `redis://[user:pass@]host:port/db`, `rediss://...` or `unix:///path`."""
-        params = parse_url(url, client_name=client_name, connect_timeout=connect_timeout)
+        """A client for `redis://[user:pass@]host:port/db`, `rediss://...` or `unix:///path`.
+
+        `ssl_context` (rediss only) replaces the default context that trusts the
+        system's CAs, e.g. to trust a private CA or present a client certificate.
+        """
+        params = parse_url(
+            url, client_name=client_name, connect_timeout=connect_timeout, ssl_context=ssl_context
+        )
         return cls(params, pool_size=pool_size, command_timeout=command_timeout)
 
     async def __aenter__(self) -> Client:

@@ -28,7 +28,7 @@ from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
 from ff.resp import errors
 from ff.resp._commands import encode
 from ff.resp._parser import NEED_DATA, PushNotification, ReplyReader
-from ff.resp._transport import RECEIVE_SIZE, open_transport
+from ff.resp._transport import RECEIVE_SIZE, describe, open_transport
 from ff.resp._url import ConnectionParams
 
 
@@ -244,7 +244,7 @@ class Connection:
             error: errors.RespError = errors.ClientClosedError(str(self.error))
         else:
             error = errors.ConnectionError(
-                f"connection to {self._params.address} lost: {self.error}"
+                f"connection to {self._params.address} lost: {describe(self.error)}"
             )
         error.__cause__ = self.error
         return error

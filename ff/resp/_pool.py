@@ -22,6 +22,7 @@ import trio
 from ff.resp import errors
 from ff.resp._connection import Connection
 from ff.resp._host import TaskHost
+from ff.resp._transport import describe
 from ff.resp._url import ConnectionParams
 
 BACKOFF_MIN = 0.05
@@ -117,7 +118,9 @@ class Pool:
         if connection in self._live:
             self._live.remove(connection)
         self._set_error(
-            errors.ConnectionError(f"connection to {self._params.address} lost: {connection.error}")
+            errors.ConnectionError(
+                f"connection to {self._params.address} lost: {describe(connection.error)}"
+            )
         )
 
     def _set_error(self, error: errors.RespError) -> None:

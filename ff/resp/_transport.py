@@ -44,8 +44,15 @@ async def open_transport(params: ConnectionParams) -> tuple[trio.abc.Stream, Rep
         if isinstance(exc, errors.RespError):
             raise
         if isinstance(exc, OSError | trio.BrokenResourceError | ssl.SSLError):
-            raise errors.ConnectionError(f"cannot connect to {params.address}: {exc}") from exc
+            raise errors.ConnectionError(
+                f"cannot connect to {params.address}: {describe(exc)}"
+            ) from exc
         raise
+
+
+def describe(exc: BaseException) -> str:
+    """Readable reason for an I/O failure; trio.BrokenResourceError keeps it in __cause__."""
+    return str(exc) or str(exc.__cause__ or "") or type(exc).__name__
 
 
 async def _open_stream(params: ConnectionParams) -> trio.abc.Stream:
@@ -53,7 +60,8 @@ async def _open_stream(params: ConnectionParams) -> trio.abc.Stream:
         return await trio.open_unix_socket(params.unix_path)
     stream: trio.abc.Stream = await trio.open_tcp_stream(params.host, params.port)
     if params.tls:
-        tls = trio.SSLStream(stream, ssl.create_default_context(), server_hostname=params.host)
+        context = params.ssl_context or ssl.create_default_context()
+        tls = trio.SSLStream(stream, context, server_hostname=params.host)
         await tls.do_handshake()
         stream = tls
     return stream

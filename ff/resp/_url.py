@@ -7,6 +7,7 @@ on every scheme. A password without a user name authenticates as `default`.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -24,6 +25,7 @@ class ConnectionParams:
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    ssl_context: ssl.SSLContext | None = None  # for TLS; None: the system's trusted CAs
     client_name: str | None = None
     connect_timeout: float = 5.0
 
@@ -36,7 +38,11 @@ class ConnectionParams:
 
 
 def parse_url(
-    url: str, *, client_name: str | None = None, connect_timeout: float = 5.0
+    url: str,
+    *,
+    client_name: str | None = None,
+    connect_timeout: float = 5.0,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> ConnectionParams:
     """Parse a `redis://`, `rediss://` or `unix://` URL. Raises ValueError if malformed."""
     parts = urlsplit(url)
@@ -66,9 +72,10 @@ def parse_url(
         port = parts.port or DEFAULT_PORT
     except ValueError as exc:
         raise ValueError(f"invalid port in {_redact(url)}") from exc
+    tls = scheme == "rediss"
     return ConnectionParams(
-        host=parts.hostname or "127.0.0.1", port=port, db=db or 0, tls=scheme == "rediss",
-        **common,
+        host=parts.hostname or "127.0.0.1", port=port, db=db or 0, tls=tls,
+        ssl_context=ssl_context if tls else None, **common,
     )
 
 

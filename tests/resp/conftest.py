@@ -1,10 +1,12 @@
 """Fixtures for the RESP client tests: a client on a clean database, and servers with
-non-default settings (DEBUG enabled, a password, a unix socket) for the tests that
+non-default settings (DEBUG enabled, a password, a unix socket, TLS) for the tests that
 need them. Every server honours FF_TEST_SERVER like the shared fixtures do."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from ff.embedded import EmbeddedServer
+from ff.embedded import EmbeddedServer, free_loopback_port
 from ff.resp import Client
 
 PASSWORD = "s3cret"
@@ -62,3 +64,28 @@ def unix_server() -> Iterator[tuple[EmbeddedServer, str]]:
         )
         yield next(servers), socket_path
         next(servers, None)
+
+
+@pytest.fixture(scope="session")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    """A server with a TLS port too: (TLS port, path of the self-signed certificate)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True, capture_output=True,
+    )
+    tls_port = free_loopback_port()
+    servers = _session_server(
+        directory / "data",
+        extra_args=("--tls-port", str(tls_port), "--tls-cert-file", str(cert),
+                    "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
+                    "--tls-auth-clients", "no"),
+    )
+    next(servers)
+    yield tls_port, cert
+    next(servers, None)

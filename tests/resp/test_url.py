@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import ssl
+from pathlib import Path
+
 import pytest
+import trio
 
 from ff.embedded import EmbeddedServer
-from ff.resp import Client, ConnectionParams, parse_url
+from ff.resp import Client, ConnectionParams, errors, parse_url
 
 
 def test_tcp_url_with_credentials_and_db() -> None:
@@ -75,3 +80,31 @@ async def test_password_in_url(auth_server: EmbeddedServer) -> None:
     url = f"redis://default:{auth_server.password}@127.0.0.1:{auth_server.port}/1"
     async with Client.from_url(url) as c:
         assert await c.execute("PING") == b"PONG"
+
+
+@pytest.mark.compat
+async def test_tls_connection(tls_server: tuple[int, Path]) -> None:
+    port, cert = tls_server
+    context = ssl.create_default_context(cafile=str(cert))
+    url = f"rediss://127.0.0.1:{port}/2"
+    async with Client.from_url(url, ssl_context=context) as client:
+        value = os.urandom(1 << 20)
+        await client.execute("SET", "tls", value)
+
+        async def check(i: int) -> None:
+            assert await client.execute("ECHO", str(i)) == str(i).encode()
+
+        async with trio.open_nursery() as nursery:
+            for i in range(100):
+                nursery.start_soon(check, i)
+        assert await client.execute("GET", "tls") == value
+        async with client.dedicated() as conn:
+            assert await conn.execute("CLIENT", "INFO") != b""
+
+
+@pytest.mark.compat
+async def test_tls_with_an_untrusted_certificate(tls_server: tuple[int, Path]) -> None:
+    port, _ = tls_server
+    async with Client.from_url(f"rediss://127.0.0.1:{port}/0") as client:
+        with pytest.raises(errors.ConnectionError, match="certificate"):
+            await client.execute("PING")
