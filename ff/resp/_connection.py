@@ -108,7 +108,11 @@ class Connection:
         """Queue `frames` (producing `count` replies) and wait: one reply, or a list."""
         if self.error is not None:
             raise self._lost()
-        deadline = trio.current_time() + (self._command_timeout if timeout is None else timeout)
+        if timeout is None:
+            timeout = self._command_timeout
+        elif timeout <= 0:  # an exhausted budget: fail this call, not the shared connection
+            raise errors.TimeoutError(f"no time left to send the command (timeout={timeout})")
+        deadline = trio.current_time() + timeout
         waiter = _Waiter(current_task(), count, deadline)
         if deadline < self._watchdog_deadline and self._watchdog is not None:
             self._watchdog.deadline = self._watchdog_deadline = deadline
@@ -127,11 +131,6 @@ class Connection:
     def close(self, reason: errors.ConnectionError | None = None) -> None:
         """Stop the connection; pending callers get `errors.ConnectionError`."""
         self._break(reason or errors.ConnectionError("the connection was closed"))
-
-    @property
-    def pending(self) -> int:
-        """Replies still expected (including those nobody waits for any more)."""
-        return len(self._waiters)
 
     async def run(self) -> None:
         """Run the reader and writer until the connection breaks or is closed.

@@ -67,6 +67,7 @@ class ReplyReader:
         )
 
     def feed(self, data: bytes) -> None:
+        """Buffer received bytes. Raises `errors.ProtocolError` for undecodable input."""
         if self._slow is not None:
             self._slow.feed(data)
         elif (
@@ -78,7 +79,10 @@ class ReplyReader:
             self._chunks.append(data)
             self._retained += len(data)
         else:
-            self._slow = _SlowParser(b"".join(self._chunks) + data, skip=self._returned)
+            try:
+                self._slow = _SlowParser(b"".join(self._chunks) + data, skip=self._returned)
+            except (ValueError, TypeError) as exc:
+                raise errors.ProtocolError(f"undecodable reply: {exc}") from exc
             self._hiredis = self._new_hiredis()
             self._forget()
         self._tail = data[-2:] if len(data) > 1 else self._tail[-1:] + data
@@ -90,14 +94,14 @@ class ReplyReader:
 
     def gets(self) -> Any:
         """The next complete reply, or `NEED_DATA`. Raises `errors.ProtocolError`."""
-        if self._slow is not None:
-            reply = self._slow.gets()
-            if self._slow.drained():
-                self._slow = None
-            return reply
         try:
+            if self._slow is not None:
+                reply = self._slow.gets()
+                if self._slow.drained():
+                    self._slow = None
+                return reply
             reply = self._hiredis.gets()
-        except TypeError as exc:  # e.g. a map key hiredis cannot hash
+        except (ValueError, TypeError) as exc:  # bad lengths, a map key that cannot be hashed
             raise errors.ProtocolError(f"undecodable reply: {exc}") from exc
         if reply is not NEED_DATA:
             if self._hiredis.has_data():
@@ -141,7 +145,7 @@ class _SlowParser:
         self._stack: list[_Aggregate] = []
         for _ in range(skip):  # replies hiredis already returned from these bytes
             if self.gets() is NEED_DATA:
-                raise AssertionError("replay ended before the replies already returned")
+                raise ValueError("replay ended before the replies already returned")
 
     def feed(self, data: bytes) -> None:
         if self._pos > 65536:

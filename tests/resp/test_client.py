@@ -227,3 +227,12 @@ async def test_command_timeout_replaces_the_connection(server_url: str) -> None:
                 except errors.ConnectionError:
                     await trio.sleep(0.05)
         assert new_id != first_id
+
+
+async def test_exhausted_timeout_fails_only_that_call(server_url: str) -> None:
+    async with Client.from_url(server_url, pool_size=1) as client:
+        first_id = await client.execute("CLIENT", "ID")
+        for budget in (0, -1.5):
+            with pytest.raises(errors.TimeoutError):
+                await client.execute("PING", timeout=budget)
+        assert await client.execute("CLIENT", "ID") == first_id

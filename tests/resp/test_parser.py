@@ -108,3 +108,12 @@ def test_garbage_is_a_protocol_error() -> None:
 def test_unhashable_map_key_is_a_protocol_error() -> None:
     with pytest.raises(errors.ProtocolError):
         parse([b"%1\r\n*1\r\n:1\r\n:2\r\n"])
+
+
+def test_bad_lengths_are_protocol_errors() -> None:
+    with pytest.raises(errors.ProtocolError):
+        parse([b"(1\r\n$abc\r\n"])
+    with pytest.raises(errors.ProtocolError):
+        parse([b"*x\r\n"])
+    with pytest.raises(errors.ProtocolError):
+        parse([b"(1\r\n%1\r\n*1\r\n:1\r\n:2\r\n"])  # unhashable key, slow path
