@@ -53,7 +53,7 @@ class Pool:
         self._current: Connection | None = None  # takes commands while its batch is open
         self._error: errors.RespError | None = None  # latest failure; used while none is live
         self._changed = trio.Event()
-        self._started = False
+        self._starting = False
         self._closed = False
         self._scope: trio.CancelScope | None = None
 
@@ -70,17 +70,27 @@ class Pool:
         return await connection.request(frames, count, timeout)
 
     async def _wait_for_connection(self) -> Connection:
-        if not self._started and not self._closed:
-            self._started = True
-            nursery = await self._host.nursery()
-            await nursery.start(self._run)
         while not self._live:
             if self._closed:
                 raise errors.ClientClosedError("the client is closed")
             if self._error is not None:
                 raise _fresh(self._error)
-            await self._changed.wait()
+            if self._scope is None and not self._starting:
+                await self._start()
+            else:
+                await self._changed.wait()
         return self._live[0]
+
+    async def _start(self) -> None:
+        """Start the slot tasks (first use). If the starting caller is cancelled, the next
+        waiter, woken by the notification, takes over."""
+        self._starting = True
+        try:
+            nursery = await self._host.nursery()
+            await nursery.start(self._run)
+        finally:
+            self._starting = False
+            self._notify()
 
     async def _run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:

@@ -236,3 +236,12 @@ async def test_exhausted_timeout_fails_only_that_call(server_url: str) -> None:
             with pytest.raises(errors.TimeoutError):
                 await client.execute("PING", timeout=budget)
         assert await client.execute("CLIENT", "ID") == first_id
+
+
+async def test_first_caller_cancelled_while_the_pool_starts(server_url: str) -> None:
+    client = Client.from_url(server_url)  # no `async with`: the start has to wait
+    with trio.move_on_after(0):
+        await client.execute("PING")
+    with trio.fail_after(5):
+        assert await client.execute("PING") == b"PONG"
+    await client.aclose()
