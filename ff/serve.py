@@ -144,14 +144,14 @@ async def _serve_until(
     if config.valkey_url is None:
         log.info("starting embedded valkey",
                  extra={"data_dir": str(Path(config.data_dir).resolve())})
-    else:
-        log.info("connecting to valkey", extra={"url": redact_url(config.valkey_url)})
     async with Server.running(config) as server:
         if server.embedded is not None:
             log.info("embedded valkey running", extra={
                 "url": server.embedded.url, "data_dir": str(server.embedded.data_dir),
                 "binary": server.embedded.binary,
             })
+        else:
+            log.info("connected to valkey", extra={"url": redact_url(server.config.valkey_url)})
         app = build_app(server)
         if not server.config.api_token:
             log.warning("FF_API_TOKEN is not set: the API (results included) is open to "

@@ -38,13 +38,15 @@ async def running_api(
 ) -> AsyncIterator[Api]:
     """A Server on `server_url` (`config` overrides engine_config) served on a free port."""
     serve_options.setdefault("shutdown_grace", 0.5)
-    async with Server.running(engine_config(server_url, **(config or {}))) as server:
-        async with trio.open_nursery() as nursery:
-            port = await nursery.start(
-                partial(serve_http, build_app(server), "127.0.0.1", 0, **serve_options)
-            )
-            yield Api(server, port)
-            nursery.cancel_scope.cancel()
+    async with (
+        Server.running(engine_config(server_url, **(config or {}))) as server,
+        trio.open_nursery() as nursery,
+    ):
+        port = await nursery.start(
+            partial(serve_http, build_app(server), "127.0.0.1", 0, **serve_options)
+        )
+        yield Api(server, port)
+        nursery.cancel_scope.cancel()
 
 
 @pytest.fixture

@@ -214,8 +214,8 @@ async def test_revoke_lease_then_reclaim(api: Api, client: ApiClient) -> None:
 
     for bad in ({**reclaim_body, "grant_ttl_ms": 0}, {**reclaim_body, "worker_id": "a b"},
                 {**reclaim_body, "grant_ttl_ms": 60_001}):
-        status, body = await status_of(api, "POST", path(eid, "/reclaim"), bad)
-        assert status == 400, bad
+        status, answer = await status_of(api, "POST", path(eid, "/reclaim"), bad)
+        assert status == 400, (bad, answer)
 
 
 async def test_claim_route(api: Api, client: ApiClient) -> None:

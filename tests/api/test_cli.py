@@ -1,0 +1,133 @@
+"""The `ff` CLI in-process: help for each command, `admin status`, the JSON-lines log
+format, configuration precedence, and `serve()`'s graceful shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+
+from ff.cli import JsonLinesFormatter, main
+from ff.config import ConfigError
+from ff.serve import ServeOptions, load_config, redact_url, serve
+from ff.server import Server
+from tests.api.conftest import running_api
+from tests.engine.conftest import engine_config
+from tests.http.httptoy import RawClient
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["serve"], ["worker"], ["bench"], ["admin"], ["admin", "status"],
+])
+def test_help_for_each_command(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: ff {' '.join(argv)}".rstrip())
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("serve", "worker", "bench", "admin"):
+        assert f"\n    {command} " in out
+
+
+def test_admin_status(server_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    async def boot() -> None:
+        async with Server.running(engine_config(server_url, lanes=("default", "mail"))):
+            pass
+
+    trio.run(boot)
+    assert main(["admin", "status", "--valkey-url", server_url, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["partitions"] == {"num_flow_partitions": 4, "num_budget_partitions": 2,
+                                    "num_quota_partitions": 2}
+    assert status["lanes"] == ["default", "mail"]
+    assert status["library"]["loaded"] == status["library"]["expected"]
+    assert status["server"]["flavour"] in ("valkey", "redis")
+
+    assert main(["admin", "status", "--valkey-url", server_url]) == 0
+    text = capsys.readouterr().out
+    assert "lanes: default, mail" in text
+    assert "partitions: num_budget_partitions=2, num_flow_partitions=4" in text
+
+
+def test_admin_status_without_a_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("FF_VALKEY_URL", raising=False)
+    monkeypatch.setenv("FF_DATA_DIR", str(tmp_path))
+    assert main(["admin", "status"]) == 1
+    assert "no Valkey address" in capsys.readouterr().err
+    assert main(["admin", "status", "--valkey-url", "redis://127.0.0.1:1/0"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ff admin status: error: cannot use Valkey") and "\n" not in err
+
+
+def test_json_lines_formatter() -> None:
+    formatter = JsonLinesFormatter()
+    record = logging.LogRecord("ff.test", logging.WARNING, __file__, 1, "hello %s", ("you",),
+                               None)
+    record.execution_id = "{fp:1}:x"
+    event = json.loads(formatter.format(record))
+    assert event["level"] == "warning" and event["logger"] == "ff.test"
+    assert event["msg"] == "hello you" and event["execution_id"] == "{fp:1}:x"
+    assert event["ts"].endswith("Z")
+    try:
+        raise ValueError("boom\nsecond line")
+    except ValueError:
+        record.exc_info = sys.exc_info()
+    line = formatter.format(record)
+    assert "\n" not in line and "ValueError" in json.loads(line)["exc"]
+
+
+def test_flags_win_over_the_environment() -> None:
+    env = {"FF_LISTEN_ADDR": "0.0.0.0:1", "FF_LANES": "a", "FF_API_TOKEN": "env",
+           "FF_DATA_DIR": "/env"}
+    config = load_config(ServeOptions(listen="127.0.0.1:2", lanes="b, c", api_token="flag",
+                                      data_dir="/flag", valkey_url="redis://h:1/0"), env)
+    assert (config.listen_host, config.listen_port, config.lanes) == ("127.0.0.1", 2, ("b", "c"))
+    assert (config.api_token, config.data_dir, config.valkey_url) == (
+        "flag", "/flag", "redis://h:1/0")
+    assert load_config(ServeOptions(), env).lanes == ("a",)
+    assert load_config(ServeOptions(api_token=""), env).api_token is None
+    with pytest.raises(ConfigError, match="--listen"):
+        load_config(ServeOptions(listen="x"), {})
+    assert redact_url("redis://user:pw@host:6379/0") == "redis://user:***@host:6379/0"
+    assert redact_url("redis://host:6379/0") == "redis://host:6379/0"
+
+
+async def test_sigterm_stops_accepting_and_finishes_in_flight_requests(server_url: str) -> None:
+    config = engine_config(server_url, listen_host="127.0.0.1", listen_port=0)
+    body = b'{"execution_kind": "in-flight"}'
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(partial(serve, config, shutdown_grace=5.0))
+        idle = await RawClient.connect(port)
+        assert (await idle.request("GET", "/healthz")).status == 200
+        busy = await RawClient.connect(port)
+        await busy.send(b"POST /v1/executions HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s"
+                        % (len(body), body[:10]))
+        await trio.sleep(0.1)
+
+        os.kill(os.getpid(), signal.SIGTERM)
+        with trio.fail_after(2):
+            assert await idle.closed_by_peer()
+        with pytest.raises(OSError):
+            await trio.open_tcp_stream("127.0.0.1", port)
+        await busy.send(body[10:])
+        reply = await busy.read_reply(b"POST")
+        assert reply.status == 201 and reply.headers["connection"] == "close"
+        created = reply.json()["Created"]["execution_id"]
+    # serve() returned on its own: the nursery closed without being cancelled.
+    async with running_api(server_url) as api:
+        assert await api.server.get_execution_state(created) == "waiting"
