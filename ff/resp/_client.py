@@ -41,6 +41,7 @@ class Client(CommandHelpers):
         self._command_timeout = command_timeout
         self._host = TaskHost()
         self._pool = Pool(params, size=pool_size, command_timeout=command_timeout, host=self._host)
+        self._closed = False
 
     @classmethod
     def from_url(
@@ -73,13 +74,25 @@ class Client(CommandHelpers):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        self._pool.close()
+        self._close()
         return await self._host.exit(exc_type, exc, tb)
 
     async def aclose(self) -> None:
-        """Close the pooled connections; pending and later commands fail."""
-        self._pool.close()
+        """Close the pooled connections; pending and later commands fail.
+
+        Dedicated connections and subscriptions already open are closed by their own
+        `async with` blocks; new ones are refused.
+        """
+        self._close()
         await self._host.aclose()
+
+    def _close(self) -> None:
+        self._closed = True
+        self._pool.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise errors.ClientClosedError("the client is closed")
 
     async def execute(self, *args: str | bytes | int | float, timeout: float | None = None) -> Any:
         """Run one command on the shared pool and return its decoded reply.
@@ -103,6 +116,7 @@ class Client(CommandHelpers):
         Give each blocking call a `timeout` longer than its blocking time (`math.inf`
         for none). The connection is not reconnected: after an error, open another.
         """
+        self._check_open()
         connection = await Connection.connect(self.params, command_timeout=self._command_timeout)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(connection.run)
@@ -116,6 +130,7 @@ class Client(CommandHelpers):
         """Subscribe on a private connection; messages sent after entry are all received."""
         if not channels:
             raise ValueError("subscribe needs at least one channel")
+        self._check_open()
         stream, reader = await open_transport(self.params)
         try:
             subscription = Subscription(stream, reader, self.params.address)

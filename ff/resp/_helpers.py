@@ -6,15 +6,14 @@ methods can inherit them and only supply its own routing `execute`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 
 class CommandHelpers:
     """Mixin: needs `execute(*args, timeout=None)` from the class it is mixed into."""
 
-    async def execute(self, *args: str | bytes | int | float, timeout: float | None = None) -> Any:
-        raise NotImplementedError
+    execute: Callable[..., Awaitable[Any]]
 
     async def fcall(
         self, name: str, keys: Sequence[Any], args: Sequence[Any], *, timeout: float | None = None

@@ -11,6 +11,7 @@ task in this nursery handles its own errors, so none can crash the run.
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 
 import trio
@@ -21,7 +22,7 @@ class TaskHost:
 
     def __init__(self) -> None:
         self._nursery: trio.Nursery | None = None
-        self._manager: trio.Nursery | None = None  # actually the nursery manager
+        self._manager: AbstractAsyncContextManager[trio.Nursery] | None = None
         self._ready: trio.Event | None = None
         self._detached_scope: trio.CancelScope | None = None
         self._detached_done: trio.Event | None = None
@@ -30,8 +31,8 @@ class TaskHost:
         """Open the nursery in the calling task (`Client.__aenter__`)."""
         if self._nursery is not None or self._ready is not None:
             raise RuntimeError("enter `async with client` before the client is first used")
-        self._manager = trio.open_nursery()  # type: ignore[assignment]
-        self._nursery = await self._manager.__aenter__()  # type: ignore[union-attr]
+        self._manager = manager = trio.open_nursery()
+        self._nursery = await manager.__aenter__()
 
     async def exit(
         self,
@@ -48,7 +49,7 @@ class TaskHost:
         manager, self._manager = self._manager, None
         assert manager is not None
         try:
-            return await manager.__aexit__(exc_type, exc, tb)  # type: ignore[attr-defined]
+            return await manager.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as group:
             if exc is not None and len(group.exceptions) == 1 and group.exceptions[0] is exc:
                 return False

@@ -67,7 +67,7 @@ async def _open_stream(params: ConnectionParams) -> trio.abc.Stream:
     return stream
 
 
-def handshake_frames(params: ConnectionParams) -> tuple[bytes, int]:
+def _handshake_frames(params: ConnectionParams) -> tuple[bytes, int]:
     """The handshake bytes and how many replies they produce."""
     hello: list[Any] = ["HELLO", 3]
     if params.password is not None:
@@ -83,9 +83,9 @@ def handshake_frames(params: ConnectionParams) -> tuple[bytes, int]:
 async def _handshake(
     stream: trio.abc.Stream, reader: ReplyReader, params: ConnectionParams
 ) -> None:
-    frames, count = handshake_frames(params)
+    frames, count = _handshake_frames(params)
     await stream.send_all(frames)
-    replies = await read_replies(stream, reader, count)
+    replies = await _read_replies(stream, reader, count)
     hello = replies[0]
     if isinstance(hello, errors.AuthenticationError):
         raise hello
@@ -95,7 +95,7 @@ async def _handshake(
         raise errors.ConnectionError(f"SELECT {params.db} on {params.address}: {replies[1]}")
 
 
-async def read_replies(stream: trio.abc.Stream, reader: ReplyReader, count: int) -> list[Any]:
+async def _read_replies(stream: trio.abc.Stream, reader: ReplyReader, count: int) -> list[Any]:
     """Read exactly `count` replies (push frames are skipped), for the handshake."""
     replies: list[Any] = []
     while True:

@@ -199,6 +199,9 @@ async def test_usage_without_async_with(server_url: str) -> None:
     with pytest.raises(errors.ClientClosedError) as info:
         await client.execute("PING")
     assert not info.value.retryable
+    with pytest.raises(errors.ClientClosedError):
+        async with client.dedicated():
+            pass
 
 
 async def test_body_exceptions_are_not_wrapped(server_url: str) -> None:
