@@ -67,6 +67,14 @@ def default_valkey_url() -> str | None:
     return (path.read_text().strip() or None) if path.is_file() else None
 
 
+def _tokens(values: Any, name: str) -> tuple[str, ...]:
+    """Lanes or capabilities as a tuple (capabilities sorted); a bare string is refused,
+    since `lanes="default"` would otherwise mean seven one-letter lanes."""
+    if isinstance(values, str):
+        raise TypeError(f"{name} takes a list of strings, not a string: [{values!r}]")
+    return tuple(sorted(set(values))) if name == "capabilities" else tuple(values)
+
+
 class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     valkey_url: str | None = None
     server_url: str | None = None
@@ -130,8 +138,8 @@ class Worker:
         self.config = WorkerConfig(
             valkey_url=valkey_url, server_url=server_url, api_token=api_token,
             worker_id=worker_id or f"worker-{socket.gethostname()}",
-            worker_instance_id=worker_instance_id, lanes=tuple(lanes),
-            capabilities=tuple(sorted(set(capabilities))), lease_ttl_ms=lease_ttl_ms,
+            worker_instance_id=worker_instance_id, lanes=_tokens(lanes, "lanes"),
+            capabilities=_tokens(capabilities, "capabilities"), lease_ttl_ms=lease_ttl_ms,
             max_concurrent=max_concurrent, namespace=namespace, grace_period_s=grace_period_s,
         )
         self.handlers: dict[str, Handler] = {}
@@ -150,10 +158,9 @@ class Worker:
         """Change settings before connecting (the CLI applies its flags this way)."""
         if self._stack is not None:
             raise RuntimeError("configure() must be called before the worker connects")
-        if "capabilities" in changes:
-            changes["capabilities"] = tuple(sorted(set(changes["capabilities"])))
-        if "lanes" in changes:
-            changes["lanes"] = tuple(changes["lanes"])
+        for name in ("lanes", "capabilities"):
+            if name in changes:
+                changes[name] = _tokens(changes[name], name)
         self.config = msgspec.structs.replace(self.config, **changes)
 
     def handler(self, kind: str) -> Callable[[Handler], Handler]:

@@ -7,6 +7,7 @@ import pytest
 import trio
 
 import ff.worker
+from ff.core.errors import FFError
 from ff.core.keys import ExecKeys, WorkerKeys
 from ff.embedded import EmbeddedServer
 from ff.server import Server
@@ -17,6 +18,23 @@ from tests.worker.conftest import core_field, engine_config, make_worker, submit
 def test_public_surface() -> None:
     assert sorted(ff.worker.__all__) == [
         "ClaimedTask", "LeaseLostError", "Worker", "WorkerConfig", "default_valkey_url"]
+
+
+def test_settings_are_checked() -> None:
+    with pytest.raises(TypeError):
+        Worker(lanes="default")  # type: ignore[arg-type]
+    worker = Worker(worker_id="x", capabilities=["b", "a", "a"])
+    assert worker.config.capabilities == ("a", "b")
+    worker.configure(lanes=["x", "y"], max_concurrent=2)
+    assert (worker.config.lanes, worker.config.max_concurrent) == (("x", "y"), 2)
+
+
+async def test_bad_settings_fail_before_connecting() -> None:
+    for settings in ({"lanes": []}, {"worker_id": "has space"}, {"max_concurrent": 0},
+                     {"capabilities": ["a,b"]}, {"lanes": ["\x01"]}):
+        with pytest.raises((ValueError, FFError)):
+            async with Worker("redis://127.0.0.1:1/0", **settings):
+                pass
 
 
 async def server_now_ms(server: Server) -> int:
