@@ -159,12 +159,13 @@ async def _measure(url: str, client: Client, cfg: RunConfig, payloads: list[byte
                     seconds["e2e"] = await wait_done(n, count, timeout=cfg.timeout,
                                                      counter=done) - t0
             nursery.cancel_scope.cancel()
-    except trio.TooSlowError:
+    except* trio.TooSlowError:
         result.status = "timeout"
         result.notes.append(f"{name}: not drained within {cfg.timeout}s")
-        return seconds
     finally:
         result.seconds.update({f"{name}_{k}": round(v, 3) for k, v in seconds.items()})
+    if result.status != "ok":
+        return seconds
     await _verify(client, cfg, results, consumers, result, latency=not phased, name=name)
     await client.execute("DEL", queue, results)
     return seconds

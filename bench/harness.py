@@ -132,6 +132,7 @@ class Report:
     timestamp_utc: str = ""
     notes: list[str] = field(default_factory=list)
     system: str = "flowfabric"
+    runs: list[list[SystemResult]] = field(default_factory=list)
 
     def result(self, system: str) -> SystemResult | None:
         return next((r for r in self.results if r.system == system), None)

@@ -1,0 +1,264 @@
+"""`ff bench`: the command line of the load-test harness.
+
+`ff.cli` calls `add_bench_parser(subparsers)` to register the sub-command and
+`run_bench_command(args)` to run it; `python -m bench` does the same on its own. One
+invocation measures one scenario: the raw-Valkey baseline, ff, and optionally the peer
+libraries, each `--runs` times on the same Valkey, and writes a JSON report plus a summary
+table (medians when several runs were made).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import tempfile
+from collections import Counter as Tally
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from bench.harness import (
+    REPO_ROOT,
+    Progress,
+    Report,
+    RunConfig,
+    SystemResult,
+    git_sha,
+    host_info,
+    server_version_from_info,
+    utc_now,
+)
+
+SCENARIOS = ("scenario1",)
+DEFAULT_OUT = REPO_ROOT / "bench" / "results"
+
+
+def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Registers `bench` on an argparse sub-parser collection; returns its parser."""
+    parser = subparsers.add_parser(
+        "bench", help="run a load-test scenario against ff, raw Valkey and peer libraries",
+        description="Runs a benchmark scenario (default scenario1: submit -> claim -> "
+                    "complete) and writes a JSON report plus a summary table.")
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scenario", nargs="?", default="scenario1", choices=SCENARIOS)
+    parser.add_argument("-n", "--tasks", type=int, default=10_000, dest="n",
+                        help="executions per measurement (default 10000)")
+    parser.add_argument("-w", "--workers", type=int, default=16,
+                        help="workers/consumers draining the queue (default 16)")
+    parser.add_argument("--procs", type=int, default=0,
+                        help="run the workers in this many child processes (default 0: in the "
+                             "harness process)")
+    parser.add_argument("--payload-bytes", type=int, default=4096)
+    parser.add_argument("--concurrency", type=int, default=32,
+                        help="submissions in flight at once (default 32)")
+    parser.add_argument("--spread", choices=("solo", "partitions"), default="solo",
+                        help="solo: ids minted by the server on the lane's partition; "
+                             "partitions: ids spread over every partition")
+    parser.add_argument("--url", default=None,
+                        help="use this Valkey (redis://host:port/db) instead of a private "
+                             "embedded valkey-server; nothing is flushed there")
+    parser.add_argument("--peers", nargs="?", const="all", default=None,
+                        help="also run peer libraries: 'all' or a comma list of "
+                             "arq,saq,taskiq,rq,dramatiq,celery")
+    parser.add_argument("--peers-dir", default=None,
+                        help="where the peers' virtualenvs live (default $FF_BENCH_PEERS_DIR "
+                             "or /tmp/ff-bench-peers; see `python -m bench.peers install`)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the raw-Valkey run")
+    parser.add_argument("--no-ff", action="store_true", help="skip ff itself")
+    parser.add_argument("--no-phased", action="store_true",
+                        help="only the end-to-end measurement (no seed-then-drain)")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="repeat everything this many times; the table shows medians")
+    parser.add_argument("--timeout", type=float, default=300.0,
+                        help="seconds each system may take per measurement (default 300)")
+    parser.add_argument("--out", default=None,
+                        help=f"directory for the report (default {DEFAULT_OUT})")
+    parser.add_argument("--json", default=None, help="write the report to exactly this path")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="never draw the progress bar (it is drawn only on a terminal)")
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    return RunConfig(n=args.n, workers=args.workers, procs=args.procs,
+                     payload_bytes=args.payload_bytes, submit_concurrency=args.concurrency,
+                     timeout=args.timeout, phased=not args.no_phased, spread=args.spread)
+
+
+def run_bench_command(args: argparse.Namespace) -> int:
+    """Runs `ff bench` as parsed; prints the summary, returns the exit code (0 when every
+    system that ran was verified, 1 otherwise, 2 on a usage error)."""
+    if args.n < 1 or args.workers < 1 or args.runs < 1 or args.concurrency < 1:
+        print("ff bench: --tasks, --workers, --runs and --concurrency must be >= 1",
+              file=sys.stderr)
+        return 2
+    try:
+        peers = _peer_names(args.peers)
+    except ValueError as exc:
+        print(f"ff bench: {exc}", file=sys.stderr)
+        return 2
+    progress = Progress(enabled=not args.no_progress)
+    report = trio.run(run_report, config_from_args(args), args.url, peers, args.runs,
+                      not args.no_baseline, not args.no_ff, args.peers_dir, progress)
+    if args.json:
+        path = report.write(Path(args.json))
+    else:
+        out = Path(args.out) if args.out else DEFAULT_OUT
+        sha = (report.git_sha or "nogit").replace("+", "-")
+        stamp = report.timestamp_utc.replace(":", "").replace("-", "")
+        path = report.write(out / f"{report.scenario}-{sha}-{stamp}.json")
+    print(report.summary())
+    print(f"\nreport: {path}")
+    ran = [r for r in report.results if r.status != "skipped"]
+    return 0 if ran and all(r.status == "ok" and r.verified for r in ran) else 1
+
+
+def _peer_names(spec: str | None) -> list[str]:
+    from bench.peers import PEERS
+
+    if not spec:
+        return []
+    if spec == "all":
+        return list(PEERS)
+    names = [p.strip() for p in spec.split(",") if p.strip()]
+    unknown = [p for p in names if p not in PEERS]
+    if unknown:
+        raise ValueError(f"unknown peer(s) {', '.join(unknown)}; known: {', '.join(PEERS)}")
+    return names
+
+
+class _WarningTally(logging.Handler):
+    """Counts warnings and errors logged by ff during the run (for the report's notes)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.counts: Tally[str] = Tally()
+        self.example: dict[str, str] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        key = f"{record.name} {record.levelname.lower()}"
+        self.counts[key] += 1
+        self.example.setdefault(key, record.getMessage()[:160])
+
+
+async def run_report(cfg: RunConfig, url: str | None, peers: list[str], runs: int,
+                     baseline: bool, ff: bool, peers_dir: str | None,
+                     progress: Progress) -> Report:
+    """Every requested system, `runs` times, on one Valkey; the report holds the medians
+    (`results`) and every single run (`runs`)."""
+    from bench import baseline as baseline_mod
+    from bench import scenario1
+    from bench.peers import run_peer
+    from ff.embedded import EmbeddedServer
+    from ff.resp import Client
+
+    tally = _WarningTally()
+    root = logging.getLogger()
+    root.addHandler(tally)
+    previous_level = root.level
+    root.setLevel(logging.WARNING)
+    report = Report(scenario="scenario1", config=_config_dict(cfg, runs, url, peers),
+                    host=host_info(), git_sha=git_sha(), timestamp_utc=utc_now())
+    all_runs: list[list[SystemResult]] = []
+    with tempfile.TemporaryDirectory(prefix="ff-bench-") as tmp:
+        embedded = None
+        if url is None:
+            embedded = EmbeddedServer(Path(tmp) / "valkey")
+            await embedded.start()
+            url = embedded.url
+        try:
+            async with Client.from_url(url) as client:
+                info = await client.execute("INFO", "server")
+                report.valkey_version = server_version_from_info(
+                    info.decode() if isinstance(info, bytes) else str(info))
+
+                async def fresh() -> None:
+                    if embedded is not None:
+                        await client.execute("FLUSHALL")
+
+                for run_index in range(runs):
+                    progress.message(f"run {run_index + 1}/{runs}")
+                    results: list[SystemResult] = []
+                    if baseline:
+                        await fresh()
+                        results.append(await baseline_mod.run(url, cfg, progress))
+                    if ff:
+                        await fresh()
+                        results.append(await scenario1.run(url, cfg, progress))
+                    for name in peers:
+                        await fresh()
+                        results.append(await run_peer(name, url, cfg, progress, peers_dir))
+                    all_runs.append(results)
+        finally:
+            if embedded is not None:
+                await embedded.stop()
+            root.removeHandler(tally)
+            root.setLevel(previous_level)
+    report.results = median_results(all_runs)
+    report.runs = all_runs
+    if embedded is not None:
+        report.notes.append("private valkey-server (appendonly yes, appendfsync everysec), "
+                            "FLUSHALL before each system")
+    for key, count in tally.counts.most_common():
+        report.notes.append(f"{count} log records '{key}', e.g. {tally.example[key]!r}")
+    return report
+
+
+def _config_dict(cfg: RunConfig, runs: int, url: str | None, peers: list[str]) -> dict[str, Any]:
+    return {"tasks": cfg.n, "n": cfg.n, "workers": cfg.workers, "procs": cfg.procs,
+            "payload_bytes": cfg.payload_bytes, "submit_concurrency": cfg.submit_concurrency,
+            "phased": cfg.phased, "spread": cfg.spread, "timeout_s": cfg.timeout, "runs": runs,
+            "valkey": "external" if url else "embedded", "peers": peers}
+
+
+_MEDIAN_FIELDS = ("e2e_rate", "submit_rate", "drain_rate")
+
+
+def median_results(all_runs: list[list[SystemResult]]) -> list[SystemResult]:
+    """One result per system: the median of each rate and latency percentile over the runs
+    that finished ok; status/verified say whether every run was ok and verified."""
+    if len(all_runs) == 1:
+        return all_runs[0]
+    order: list[str] = []
+    by_system: dict[str, list[SystemResult]] = {}
+    for results in all_runs:
+        for r in results:
+            if r.system not in by_system:
+                order.append(r.system)
+            by_system.setdefault(r.system, []).append(r)
+    merged = []
+    for system in order:
+        rs = by_system[system]
+        good = [r for r in rs if r.status == "ok"]
+        first = rs[0]
+        m = SystemResult(system, n=first.n, latency_source=first.latency_source,
+                         config=first.config, versions=first.versions)
+        bad = [r for r in rs if r.status != "ok"]
+        m.status = "ok" if not bad else (bad[0].status if not good else "ok")
+        m.verified = bool(good) and all(r.verified for r in rs if r.status != "skipped")
+        m.completed = min((r.completed for r in rs), default=0)
+        for field_name in _MEDIAN_FIELDS:
+            values = [getattr(r, field_name) for r in good if getattr(r, field_name)]
+            if values:
+                setattr(m, field_name, round(statistics.median(values), 1))
+        for q in ("p50", "p95", "p99"):
+            values = [r.latency_ms[q] for r in good if q in r.latency_ms]
+            if values:
+                m.latency_ms[q] = round(statistics.median(values), 3)
+        m.notes = [f"median of {len(good)}/{len(rs)} runs"
+                   + (f"; e2e/s per run: {[r.e2e_rate for r in rs]}" if len(rs) > 1 else "")]
+        m.notes += sorted({n for r in rs for n in r.notes})
+        merged.append(m)
+    return merged
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    add_arguments(parser)
+    return run_bench_command(parser.parse_args(argv))
