@@ -118,7 +118,6 @@ class _Handlers:
 
     def __init__(self, server: Server) -> None:
         self.server = server
-        self._cancelled = EXECUTIONS_COMPLETED.labels(outcome="cancelled")
         self._healthy = json_response(200, Health())
 
     # -- executions ------------------------------------------------------------------
@@ -171,7 +170,7 @@ class _Handlers:
                 else CancelExecutionArgs())
         result = await self.server.cancel_execution(request.path_params["id"], args)
         if result.previous_phase != "terminal":  # not a repeat of an earlier cancel
-            self._cancelled.inc()
+            EXECUTIONS_COMPLETED.labels(outcome="cancelled").inc()
         body = CancelledBody(result.execution_id, result.public_state)
         return json_response(200, CancelResponse(Cancelled=body))
 
