@@ -319,6 +319,8 @@ class Worker:
         start = self._lane_cursor
         self._lane_cursor = (start + 1) % len(lanes)
         for i in range(len(lanes)):
+            if self._stopping.is_set():
+                return None  # a claim already past this point still runs, in the drain
             grant = await self._grants.next_grant(lanes[(start + i) % len(lanes)])
             if grant is None:
                 continue

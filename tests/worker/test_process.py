@@ -95,6 +95,7 @@ async def test_sigterm_drains_in_flight_work_and_claims_nothing_new(
         await wait_for_state(server, first, "active")
         proc.send_signal(signal.SIGTERM)
         await wait_for_log(log_path, "draining")
+        await trio.sleep(0.05)  # claim calls already in flight may still land (ms)
         later = await submit(server, "slow", input_payload='{"seconds": 0}',
                              payload_encoding="json")
         with trio.fail_after(10):
