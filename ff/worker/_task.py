@@ -210,8 +210,8 @@ class ClaimedTask:
         if self.lease_lost is not None or trio.current_time() + pause >= self._expires_local:
             self._end("abandoned", None)
             raise self._lose(LeaseLostError("lease_unrenewable", repr(exc))) from exc
-        log.warning("terminal call failed, retrying execution_id=%s error=%r",
-                    self.execution_id, exc)
+        log.warning("terminal call failed, retrying",
+                    extra={"execution_id": self.execution_id, "error": repr(exc)})
         await trio.sleep(pause)
         return min(pause * 2, longest)
 
@@ -239,7 +239,8 @@ class ClaimedTask:
         """Record the loss once, cancel the work running under the lease, stop renewing."""
         if self.lease_lost is None:
             self.lease_lost = error
-            log.warning("lease lost execution_id=%s reason=%s", self.execution_id, error.code)
+            log.warning("lease lost", extra={"execution_id": self.execution_id,
+                                             "reason": error.code})
             for scope in list(self._scopes):
                 scope.cancel()
             self._renewal.cancel()
@@ -273,8 +274,8 @@ class ClaimedTask:
                     if trio.current_time() >= self._expires_local:
                         self._lose(LeaseLostError("lease_unrenewable", repr(exc)))
                         return
-                    log.warning("lease renewal failed, retrying execution_id=%s error=%r",
-                                self.execution_id, exc)
+                    log.warning("lease renewal failed, retrying",
+                                extra={"execution_id": self.execution_id, "error": repr(exc)})
                     wait = min(interval, RENEW_RETRY_S)
                     continue
                 self._expires_local = sent_at + self._ttl_ms / 1000

@@ -196,9 +196,9 @@ class Worker:
             stack.push_async_callback(self._end_session)
             self._nursery.start_soon(self._heartbeat)
             self._stack = stack.pop_all()
-        log.info("worker connected worker_id=%s instance=%s lanes=%s grants=%s",
-                 cfg.worker_id, cfg.worker_instance_id, ",".join(cfg.lanes),
-                 "server" if cfg.server_url else "scheduler")
+        log.info("worker connected", extra={
+            "worker_id": cfg.worker_id, "worker_instance_id": cfg.worker_instance_id,
+            "lanes": list(cfg.lanes), "grants": "server" if cfg.server_url else "scheduler"})
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -236,8 +236,8 @@ class Worker:
         raw = await self.client.execute("HGETALL", CONFIG_PARTITIONS)
         stored = {text(k): int(v) for k, v in (raw or {}).items()}
         if not stored:
-            log.warning("%s is missing (no server booted yet?): using default partition "
-                        "counts", CONFIG_PARTITIONS)
+            log.warning("partition counts not found (no server booted yet?): using "
+                        "the defaults", extra={"key": CONFIG_PARTITIONS})
         partitions = PartitionConfig(**stored)
         return SchedulerGrants(Scheduler(self.client, self.library, partitions), identity)
 
@@ -263,7 +263,7 @@ class Worker:
                 if reply.str(0) == "not_registered":
                     await self._register()
             except (FFError, resp_errors.RespError) as exc:
-                log.warning("worker heartbeat failed error=%r", exc)
+                log.warning("worker heartbeat failed", extra={"error": repr(exc)})
 
     async def _end_session(self) -> None:
         """Give back leases still held (the attempt is failed as retryable
@@ -278,7 +278,7 @@ class Worker:
                 await scheduling_fns.deregister_worker(
                     self.library, self.config.namespace, self.config.worker_instance_id or "")
             except (FFError, resp_errors.RespError) as exc:
-                log.warning("worker deregistration failed error=%r", exc)
+                log.warning("worker deregistration failed", extra={"error": repr(exc)})
 
     async def _fail_unfinished(self, task: ClaimedTask, category: str) -> None:
         """The one place a lease is given back on the way out; shielded so a cancelled
@@ -289,8 +289,8 @@ class Worker:
             try:
                 await task.fail("worker stopped before the task finished", category)
             except (FFError, LeaseLostError, RuntimeError, resp_errors.RespError) as exc:
-                log.warning("could not give back execution_id=%s error=%r",
-                            task.execution_id, exc)
+                log.warning("could not give back a task", extra={
+                    "execution_id": task.execution_id, "error": repr(exc)})
 
     # -- claiming ---------------------------------------------------------------------
 
@@ -334,8 +334,8 @@ class Worker:
                 if is_transient(exc):
                     raise
                 # Lost a race for it, the grant lapsed, or a reclaim hit its cap.
-                log.info("grant not usable execution_id=%s reason=%s", grant.execution_id,
-                         exc.code)
+                log.info("grant not usable", extra={"execution_id": grant.execution_id,
+                                                    "reason": exc.code})
                 continue
             task = ClaimedTask(self.library, lease, lease_ttl_ms=self.config.lease_ttl_ms,
                                claimed_at=claimed_at,
@@ -392,8 +392,8 @@ class Worker:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
                 if not self._stopping.is_set():
-                    log.info("draining signal=%s in_flight=%d", signal.Signals(signum).name,
-                             pool.running)
+                    log.info("draining", extra={"signal": signal.Signals(signum).name,
+                                                "in_flight": pool.running})
                     self.stop()
                 else:
                     log.warning("second signal: giving back in-flight tasks now")
@@ -404,7 +404,8 @@ class Worker:
         with trio.move_on_after(self.config.grace_period_s):
             await pool.wait_idle()
         if pool.running:
-            log.warning("grace period over: giving back %d in-flight tasks", pool.running)
+            log.warning("grace period over: giving back in-flight tasks",
+                        extra={"in_flight": pool.running})
         pool.handlers_scope.cancel()
 
     async def _until_stopped(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> bool:
@@ -438,7 +439,7 @@ class Worker:
             try:
                 task = await self._claim(holds_slot=False)
             except CLAIM_ERRORS as exc:
-                log.warning("claim failed error=%r", exc)
+                log.warning("claim failed", extra={"error": repr(exc)})
                 task = None
             if task is None:
                 self._slots.release()
@@ -458,15 +459,17 @@ class Worker:
     async def _execute(self, task: ClaimedTask, pool: _HandlerPool) -> None:
         """Runs one task to its end and always gives its slot back."""
         started = trio.current_time()
-        log.info("task claimed execution_id=%s kind=%s attempt=%d lane=%s",
-                 task.execution_id, task.kind, task.attempt_index, task.lane_id)
+        log.info("task claimed", extra={
+            "execution_id": task.execution_id, "kind": task.kind,
+            "attempt_index": task.attempt_index, "lane_id": task.lane_id})
         outcome = "unfinished"
         try:
             outcome = await self._dispatch(task)
         except LeaseLostError as exc:
             outcome = f"lease_lost:{exc.code}"
         except (FFError, resp_errors.RespError) as exc:
-            log.warning("task call failed execution_id=%s error=%r", task.execution_id, exc)
+            log.warning("task call failed", extra={"execution_id": task.execution_id,
+                                                   "error": repr(exc)})
             outcome = f"error:{exc!r}"
         finally:
             if not task.ended and task.lease_lost is None:
@@ -475,9 +478,9 @@ class Worker:
                 outcome = f"failed:{category}"
             self._slots.release()
             pool.leave()
-            log.info("task finished execution_id=%s kind=%s outcome=%s duration_ms=%d",
-                     task.execution_id, task.kind, outcome,
-                     (trio.current_time() - started) * 1000)
+            log.info("task finished", extra={
+                "execution_id": task.execution_id, "kind": task.kind, "outcome": outcome,
+                "duration_ms": round((trio.current_time() - started) * 1000)})
 
     async def _dispatch(self, task: ClaimedTask) -> str:
         handler = self.handlers.get(task.kind)

@@ -21,8 +21,6 @@ from ff.core.errors import FFError
 from ff.resp import errors as resp_errors
 from ff.worker._worker import Worker, default_valkey_url
 
-log = logging.getLogger("ff.worker")
-
 
 def _csv(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
@@ -85,17 +83,21 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def configure_logging() -> None:
-    """One line per event, `key=value` after the message, unless the app set logging up."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    """ff's JSON lines (one object per event, with the `extra=` fields), unless logging
+    is set up already (by `ff` itself, or by the user's module)."""
+    if logging.getLogger().handlers:
+        return
+    from ff.cli import configure_logging as json_lines
+
+    json_lines("info")
 
 
 def run_worker_command(args: argparse.Namespace) -> int:
     """Runs the worker until it has drained; 0 on a clean stop, 2 on bad usage, 1 when
     the worker could not run (Valkey or the server unreachable, library mismatch)."""
-    configure_logging()
     try:
         worker = load_worker(args.target)
+        configure_logging()  # after the import: the module may set logging up itself
         worker.configure(**overrides(args))
         if not (worker.config.valkey_url or default_valkey_url()):
             raise ValueError("no Valkey URL: pass --valkey-url, set FF_VALKEY_URL, or start "

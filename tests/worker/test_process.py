@@ -4,6 +4,7 @@ and the command line's own checks."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -104,8 +105,11 @@ async def test_sigterm_drains_in_flight_work_and_claims_nothing_new(
     assert await server.get_execution_state(first) == "completed", log
     assert await server.get_execution_result(first) == b'{"slept":0.5}'
     assert await server.get_execution_state(later) == "waiting"
-    assert log.count("task claimed") == 1 and log.count("task finished") == 1, log
-    assert f"execution_id={first} kind=slow outcome=completed" in log
+    events = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    tasks = [(e["msg"], e["execution_id"]) for e in events if e["msg"].startswith("task ")]
+    assert tasks == [("task claimed", first), ("task finished", first)], log
+    finished = next(e for e in events if e["msg"] == "task finished")
+    assert (finished["kind"], finished["outcome"]) == ("slow", "completed")
 
 
 def test_cli_usage_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
