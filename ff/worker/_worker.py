@@ -279,6 +279,8 @@ class Worker:
                     self.library, self.config.namespace, self.config.worker_instance_id or "")
             except (FFError, resp_errors.RespError) as exc:
                 log.warning("worker deregistration failed", extra={"error": repr(exc)})
+        log.info("worker disconnected",
+                 extra={"worker_instance_id": self.config.worker_instance_id})
 
     async def _fail_unfinished(self, task: ClaimedTask, category: str) -> None:
         """The one place a lease is given back on the way out; shielded so a cancelled
