@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 # name -> pip requirements of its virtualenv (hiredis: every client gets the C parser).
 REQUIREMENTS: dict[str, list[str]] = {
     "arq": ["arq==0.28.0", "hiredis"],
-    "saq": ["saq==0.26.4", "hiredis"],
+    "saq": ["saq[redis]==0.26.4", "typing_extensions", "hiredis"],
     "taskiq": ["taskiq==0.13.0", "taskiq-redis==1.2.4", "hiredis"],
     "rq": ["rq==2.12.0", "hiredis"],
     "dramatiq": ["dramatiq[redis]==2.2.1", "hiredis"],

@@ -23,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 KIND = "bench_noop"
@@ -90,6 +91,9 @@ class Workers:
                 raise RuntimeError(f"worker exited early with code {p.returncode}: {p.args}")
 
     def __exit__(self, *exc: object) -> None:
+        """SIGTERM to each worker command, SIGKILL after 15 s, then SIGKILL to anything
+        they forked that is still there (pool children outliving their parent)."""
+        family = [pid for p in self.procs for pid in descendants(p.pid)]
         for p in self.procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -100,6 +104,22 @@ class Workers:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        for pid in family:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (Linux /proc; empty elsewhere)."""
+    out: list[int] = []
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return out
+    for child in map(int, children):
+        out.append(child)
+        out.extend(descendants(child))
+    return out
 
 
 def wait_until(count: Callable[[], int], target: int, timeout: float, *,
