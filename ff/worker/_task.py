@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import msgspec
 import trio
 
 from ff.core.errors import BackendError, ExecutionNotActiveError, FFError
@@ -56,6 +57,18 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, resp_errors.RespError) and not isinstance(
         exc, resp_errors.ClientClosedError
     )
+
+
+def encode_result(value: Any) -> bytes:
+    """A handler's value as stored: bytes as they are, str as UTF-8, None as no result,
+    anything else as JSON."""
+    if value is None:
+        return b""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode()
+    return msgspec.json.encode(value)
 
 
 class ClaimedTask:
@@ -124,10 +137,13 @@ class ClaimedTask:
 
     # -- terminal calls -------------------------------------------------------------
 
-    async def complete(self, result: bytes = b"") -> None:
-        """Ends the execution successfully, storing `result` (bytes) as its result."""
+    async def complete(self, result: Any = None) -> None:
+        """Ends the execution successfully with `result` as its result: bytes as they
+        are, str as UTF-8, None as no result, anything else as JSON (TypeError if it
+        cannot be encoded; the task is then untouched)."""
+        data = encode_result(result)
         await self._terminal("complete", lambda: execution_fns.complete_execution(
-            self._library, self.execution_id, result=result, **self._fence()))
+            self._library, self.execution_id, result=data, **self._fence()))
 
     async def fail(self, reason: str, category: str, retryable: bool = True) -> str:
         """Fails the attempt. The execution's retry policy decides what happens next

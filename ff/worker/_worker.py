@@ -509,7 +509,7 @@ class Worker:
         if error is not None:
             return "failed:" + await task.fail(describe(error), "handler_error")
         try:
-            await task.complete(encode_result(value))
+            await task.complete(value)
         except (TypeError, FFError) as exc:  # not encodable, or refused (too large)
             return "failed:" + await task.fail(f"result rejected: {exc}", "handler_error")
         return "completed"
@@ -520,17 +520,6 @@ def decode_payload(task: ClaimedTask) -> Any:
     if task.payload_encoding == "json":
         return msgspec.json.decode(task.payload) if task.payload else None
     return task.payload
-
-
-def encode_result(value: Any) -> bytes:
-    """bytes as they are, str as UTF-8, None as no result, anything else as JSON."""
-    if value is None:
-        return b""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    if isinstance(value, str):
-        return value.encode()
-    return msgspec.json.encode(value)
 
 
 def describe(exc: BaseException) -> str:

@@ -54,12 +54,15 @@ async def test_claim_complete_and_task_facts(server: Server, server_url: str) ->
         await task.update_progress(40, "reading")
         assert await core_field(server, eid, "progress_pct") == "40"
         assert await core_field(server, eid, "progress_message") == "reading"
-        await task.complete(b"out")
+        with pytest.raises(TypeError):
+            await task.complete(object())  # not encodable: the task is untouched
+        assert not task.ended
+        await task.complete({"out": [1]})
         assert task.ended and worker.in_flight == 0
         with pytest.raises(RuntimeError):
             await task.complete(b"again")
     assert await server.get_execution_state(eid) == "completed"
-    assert await server.get_execution_result(eid) == b"out"
+    assert await server.get_execution_result(eid) == b'{"out":[1]}'
 
 
 async def test_claim_next_respects_max_concurrent(server: Server, server_url: str) -> None:
