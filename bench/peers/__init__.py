@@ -63,6 +63,7 @@ async def run_peer(name: str, url: str, cfg: Any, progress: Any,
            "--payload-bytes", str(cfg.payload_bytes), "--timeout", str(cfg.timeout)]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PYTHONPATH"] = str(HERE)
+    env["BENCH_URL"] = url  # module-level brokers/apps in the peer programs read it
     async with progress.track(f"peer {name}", None):
         outcome = await run_bounded(cmd, timeout=limit, env=env, cwd=HERE)
     data = last_json_line(outcome.stdout)

@@ -253,3 +253,27 @@ def run_main(body: Callable[[argparse.Namespace], dict[str, Any]], system: str) 
                       status="timeout" if isinstance(exc, TimeoutError) else "failed",
                       notes=[f"{type(exc).__name__}: {exc}"[:400]])
     emit(data)
+
+
+class RemainingIds:
+    """Counts done jobs by asking about the oldest not-yet-done ids only (the library's
+    own per-job record, checked `window` at a time), so a poll stays cheap at any N."""
+
+    def __init__(self, check: Callable[[list[str]], Awaitable[list[bool]]],
+                 window: int = 500) -> None:
+        self.check = check
+        self.window = window
+        self.pending: list[str] = []
+        self.done = 0
+
+    def add(self, job_id: str) -> None:
+        self.pending.append(job_id)
+
+    async def count(self) -> int:
+        head = self.pending[: self.window]
+        if head:
+            flags = await self.check(head)
+            left = [job_id for job_id, ok in zip(head, flags, strict=True) if not ok]
+            self.done += len(head) - len(left)
+            self.pending[: len(head)] = left
+        return self.done
