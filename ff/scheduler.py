@@ -1,11 +1,11 @@
 """claim_for_worker: which execution a worker gets next, as a claim grant.
 
 Used by the server's claim route and by workers that run without a server. Per call it
-looks at the lane's home partition (where solo executions of the lane live) plus a window
-of up to 32 partitions that starts at a per-worker offset and rotates every 250 ms, so
-workers spread out and every partition is reached within a few windows. One pipelined
-round trip finds which of those partitions have work; then one FCALL per chosen partition
-grants the first execution the worker may take (reclaimable leases first, then eligible).
+asks the lane's home partition (where solo executions of the lane live) first, then a
+window of up to 32 partitions that starts at a per-worker offset and rotates every 250 ms,
+so workers spread out and every partition is reached within a few windows. One FCALL per
+partition grants the first execution the worker may take (lost leases first, then
+eligible work).
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ class Scheduler:
         self._window = -1
         self._cursor = 0
 
-    def partitions_to_scan(self, lane_id: str, worker_instance_id: str) -> list[int]:
-        """Home partition of the lane first, then this worker's rotating window."""
+    def window(self, worker_instance_id: str) -> list[int]:
+        """This worker's rotating window of partitions (other workers start elsewhere)."""
         n = self.partitions.num_flow_partitions
         window = int(time.monotonic() * 1000) // ROTATION_WINDOW_MS
         if window != self._window:
@@ -54,13 +54,7 @@ class Scheduler:
             self._cursor = (self._cursor + self.max_partitions_per_scan) % n
         start = (fnv1a_64(worker_instance_id.encode()) & 0xFFFF) % n
         first = (start + self._cursor) % n
-        home = self.partitions.lane_partition(lane_id)
-        order = [home]
-        for i in range(min(self.max_partitions_per_scan, n)):
-            p = (first + i) % n
-            if p != home:
-                order.append(p)
-        return order
+        return [(first + i) % n for i in range(min(self.max_partitions_per_scan, n))]
 
     async def claim_for_worker(
         self,
@@ -71,41 +65,45 @@ class Scheduler:
         capabilities: list[str] | set[str] | tuple[str, ...] = (),
         grant_ttl_ms: int = 5_000,
     ) -> ClaimGrant | None:
-        """A grant for the best execution this worker may run, or None when there is none."""
+        """A grant for the best execution this worker may run, or None when there is none.
+
+        The lane's home partition (its solo executions) is asked directly, one FCALL;
+        only when it has nothing does one pipelined round trip look at the heads of the
+        window's partitions, and the ones with work are asked in turn.
+        """
         validate_lane(lane_id)
         validate_worker_id(worker_id, "worker_id")
         validate_worker_id(worker_instance_id, "worker_instance_id")
         if not 1 <= grant_ttl_ms <= GRANT_TTL_MAX_MS:
             raise ValidationError("invalid_input", "grant_ttl_ms must be in 1..60000")
-        caps_csv = capabilities_csv(list(capabilities), "worker")
-        partitions = self.partitions_to_scan(lane_id, worker_instance_id)
+        args = (worker_id, worker_instance_id, lane_id, "", grant_ttl_ms, "", "",
+                capabilities_csv(list(capabilities), "worker"), GRANT_SCAN_LIMIT)
+        home = self.partitions.lane_partition(lane_id)
+        grant = await self._grant_next(home, lane_id, args)
+        if grant is not None:
+            return grant
+        window = [p for p in self.window(worker_instance_id) if p != home]
         pipe = self.client.pipeline()
-        for p in partitions:
+        for p in window:
             idx = IndexKeys(p)
             pipe.execute_command("ZRANGE", idx.lane(lane_id, "reclaimable"), 0, 0)
             pipe.execute_command("ZRANGE", idx.lane(lane_id, "eligible"), 0, 0)
         heads = await pipe.run(raise_on_error=True)
-        for i, p in enumerate(partitions):
-            for mode, head in (("reclaim", heads[2 * i]), ("claim", heads[2 * i + 1])):
-                if not head:
-                    continue
-                grant = await self._grant_next(
-                    p, mode, lane_id, worker_id, worker_instance_id, caps_csv, grant_ttl_ms
-                )
+        for i, p in enumerate(window):
+            if heads[2 * i] or heads[2 * i + 1]:
+                grant = await self._grant_next(p, lane_id, args)
                 if grant is not None:
                     return grant
         return None
 
     async def _grant_next(
-        self, partition: int, mode: str, lane_id: str, worker_id: str,
-        worker_instance_id: str, caps_csv: str, grant_ttl_ms: int,
+        self, partition: int, lane_id: str, args: tuple[object, ...]
     ) -> ClaimGrant | None:
-        set_name = "reclaimable" if mode == "reclaim" else "eligible"
+        idx = IndexKeys(partition)
         reply = await self.library.call(
             "ff_issue_grant_for_next",
-            (IndexKeys(partition).lane(lane_id, set_name),),
-            (mode, worker_id, worker_instance_id, lane_id, "", grant_ttl_ms, "", "",
-             caps_csv, GRANT_SCAN_LIMIT),
+            (idx.lane(lane_id, "reclaimable"), idx.lane(lane_id, "eligible")),
+            args,
         )
         eid = reply.str(0)
         if not eid:
@@ -116,7 +114,7 @@ class Scheduler:
             grant_key=ExecKeys(eid).claim_grant,
             expires_at_ms=reply.int(1),
             lane_id=lane_id,
-            kind=mode,
+            kind=reply.str(2),
         )
 
 

@@ -272,7 +272,8 @@ end
 -- ff_fail_execution
 --   KEYS[1] exec core
 --   ARGV    eid, lease_id, lease_epoch, attempt_id, failure_reason, source,
---           failure_category, retryable ("0" = never retry; else per retry_policy)
+--           failure_category, retryable ("0" = never retry; else per retry_policy;
+--           category worker_shutdown is always retried at once and not counted)
 --   Returns ok('retry_scheduled', delay_until) | ok('terminal_failed');
 --           ALREADY_SATISFIED(same) when the same holder repeats a call that landed
 --   Errors  as ff_complete_execution
@@ -295,7 +296,9 @@ redis.register_function('ff_fail_execution', function(keys, args)
   local idx = core.current_attempt_index
   end_attempt(ctx, 'ended_failure', now, {'failure_reason', reason, 'failure_category', category})
   close_stream(ctx, idx, 'attempt_failure', now)
-  local delay = retry_delay(ctx, category, args[8])
+  -- A worker shutting down gives the attempt back: retried at once, not counted.
+  local handed_back = category == 'worker_shutdown' and args[8] ~= '0'
+  local delay = handed_back and 0 or retry_delay(ctx, category, args[8])
   if delay == nil then
     history(ctx, 'released', 'failed_terminal')
     finish(ctx, 'failed', now, {'failure_reason', reason})
@@ -305,7 +308,8 @@ redis.register_function('ff_fail_execution', function(keys, args)
   history(ctx, 'released', 'failed_retry_scheduled')
   release_lease_indexes(ctx)
   local fields = {'pending_retry_reason', reason, 'pending_previous_attempt_index', idx,
-    'retry_count', fmt(to_int(core.retry_count, 0) + 1), 'current_attempt_id', '',
+    'retry_count', fmt(to_int(core.retry_count, 0) + (handed_back and 0 or 1)),
+    'current_attempt_id', '',
     'current_lease_id', '', 'current_worker_id', '', 'current_worker_instance_id', '',
     'lease_expires_at', '', 'failure_reason', reason}
   if delay > 0 then

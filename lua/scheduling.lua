@@ -72,35 +72,15 @@ redis.register_function('ff_issue_claim_grant', function(keys, args)
   return ok(ctx.eid, fmt(write_grant(ctx, g, now)))
 end)
 
--- ff_issue_grant_for_next: the scheduler's claim step on one partition. Walks the head of
--- a lane's eligible (or reclaimable) set and grants the first execution this worker may
--- take, so concurrent workers do not all collide on the same head entry.
---   KEYS[1] lane set: ff:idx:{fp:N}:lane:<lane>:eligible or ...:reclaimable
---   ARGV    mode (claim | reclaim), worker_id, worker_instance_id, lane_id,
---           capability_hash, grant_ttl_ms, route_snapshot_json, admission_summary,
---           worker_capabilities_csv, scan_limit (1..100)
---   Returns ok(eid, grant_expires_at, budget_ids, quota_policy_id, blocked_count) or
---           ok('', '', '', '', blocked_count) when nothing here can be granted
---   Candidates whose required capabilities this worker lacks are parked in
---   blocked:route (claim mode) so they stop occupying the head of the queue.
---   Errors  invalid_input, invalid_capabilities
-redis.register_function('ff_issue_grant_for_next', function(keys, args)
-  local mode = args[1]
-  if mode ~= 'claim' and mode ~= 'reclaim' then
-    return err('invalid_input', 'mode must be claim or reclaim')
-  end
-  local g, bad = grant_params({'', args[2], args[3], args[4], args[5], args[6], args[7],
-    args[8], args[9]})
-  if not g then return bad end
-  local limit = arg_int(args[10]) or 16
-  if limit < 1 or limit > 100 then return err('invalid_input', 'scan_limit must be 1..100') end
-  local tag = tag_of(keys[1])
-  local now = now_ms()
+-- Grants the first execution in `set_key` (head `limit` entries) this worker may take.
+-- Returns eid, expires or nil; `blocked` counts capability mismatches parked on the way.
+local function grant_first(set_key, mode, g, limit, now)
+  local tag = tag_of(set_key)
   local blocked = 0
-  for _, eid in ipairs(redis.call('ZRANGE', keys[1], 0, limit - 1)) do
+  for _, eid in ipairs(redis.call('ZRANGE', set_key, 0, limit - 1)) do
     local ctx = load_exec(exec_key(tag, eid, 'core'), eid)
     if not ctx then
-      redis.call('ZREM', keys[1], eid)
+      redis.call('ZREM', set_key, eid)
     elseif redis.call('EXISTS', ctx.k('claim_grant')) == 0 then
       local core = ctx.core
       local grantable
@@ -112,7 +92,7 @@ redis.register_function('ff_issue_grant_for_next', function(keys, args)
             or core.ownership_state == 'lease_revoked')
       end
       if not grantable then
-        redis.call('ZREM', keys[1], eid)
+        redis.call('ZREM', set_key, eid)
       elseif missing_caps(core.required_capabilities, g.caps) ~= '' then
         if mode == 'claim' then
           redis.call('HSET', ctx.key, 'last_capability_mismatch_at', fmt(now))
@@ -121,13 +101,44 @@ redis.register_function('ff_issue_grant_for_next', function(keys, args)
           blocked = blocked + 1
         end
       else
-        local expires = write_grant(ctx, g, now)
-        return ok(eid, fmt(expires), core.budget_ids or '', core.quota_policy_id or '',
-          fmt(blocked))
+        return eid, write_grant(ctx, g, now), core, blocked
       end
     end
   end
-  return ok('', '', '', '', fmt(blocked))
+  return nil, nil, nil, blocked
+end
+
+-- ff_issue_grant_for_next: the scheduler's claim step on one partition and lane. Offers
+-- reclaimable executions (lost leases) first, then eligible ones, granting the first
+-- this worker may take among the head of each set, so concurrent workers do not all
+-- collide on one head entry.
+--   KEYS[1] ff:idx:{fp:N}:lane:<lane>:reclaimable
+--   KEYS[2] ff:idx:{fp:N}:lane:<lane>:eligible
+--   ARGV    worker_id, worker_instance_id, lane_id, capability_hash, grant_ttl_ms,
+--           route_snapshot_json, admission_summary, worker_capabilities_csv,
+--           scan_limit (1..100)
+--   Returns ok(eid, grant_expires_at, kind (claim | reclaim), budget_ids,
+--           quota_policy_id, blocked_count) or ok('', '', '', '', '', blocked_count)
+--   Candidates whose required capabilities this worker lacks are parked in
+--   blocked:route (eligible ones only) so they stop occupying the head of the queue.
+--   Errors  invalid_input, invalid_capabilities
+redis.register_function('ff_issue_grant_for_next', function(keys, args)
+  local g, bad = grant_params({'', args[1], args[2], args[3], args[4], args[5], args[6],
+    args[7], args[8]})
+  if not g then return bad end
+  local limit = arg_int(args[9]) or 16
+  if limit < 1 or limit > 100 then return err('invalid_input', 'scan_limit must be 1..100') end
+  local now = now_ms()
+  local total_blocked = 0
+  for i, mode in ipairs({'reclaim', 'claim'}) do
+    local eid, expires, core, blocked = grant_first(keys[i], mode, g, limit, now)
+    total_blocked = total_blocked + blocked
+    if eid then
+      return ok(eid, fmt(expires), mode, core.budget_ids or '', core.quota_policy_id or '',
+        fmt(total_blocked))
+    end
+  end
+  return ok('', '', '', '', '', fmt(total_blocked))
 end)
 
 -- ff_issue_reclaim_grant: a grant to reclaim an execution whose lease expired or was revoked.

@@ -1,7 +1,7 @@
 -- Library identity. Bump LIBRARY_VERSION whenever any function's KEYS, ARGV, reply or
 -- behaviour changes: boot compares it with ff_version and reloads the library on mismatch.
 
-local LIBRARY_VERSION = '1'
+local LIBRARY_VERSION = '2'
 
 -- ff_version
 --   KEYS none; ARGV none

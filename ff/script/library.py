@@ -95,11 +95,23 @@ class FunctionLibrary:
                 return None
             raise
 
-    async def ensure_loaded(self, *, force: bool = False) -> bool:
-        """Load the library unless the server already has this version. True if loaded."""
+    async def ensure_loaded(self, *, force: bool = False, replace: bool = True) -> bool:
+        """Load the library unless the server already has this version. True if loaded.
+
+        `replace=False` (workers) loads only where no library is present and refuses a
+        different version: a worker of another release must not swap the server's library.
+        """
         async with self._reload_lock:
-            if not force and await self.loaded_version() == LIBRARY_VERSION:
+            loaded = await self.loaded_version()
+            if not force and loaded == LIBRARY_VERSION:
                 return False
+            if not replace and loaded is not None:
+                error = BackendError(
+                    "library_version_mismatch",
+                    f"the server runs library {loaded!r}, this ff needs {LIBRARY_VERSION!r}",
+                )
+                error.retryable = False
+                raise error
             await self.client.function_load(library_source(), replace=True)
             loaded = await self.loaded_version()
             if loaded != LIBRARY_VERSION:
@@ -115,7 +127,9 @@ class FunctionLibrary:
             raw = await self.client.fcall(name, keys, args)
         except resp_errors.ResponseError as exc:
             if not _is_missing_function(exc):
-                raise BackendError("script_error", str(exc)) from exc
+                error = BackendError("script_error", str(exc))
+                error.retryable = exc.retryable
+                raise error from exc
             log.warning("function %s missing on the server: reloading the library", name)
             await self.ensure_loaded()
             raw = await self.client.fcall(name, keys, args)

@@ -69,3 +69,15 @@ async def test_tags_keys_are_validated_before_writing(server: Server) -> None:
         await set_execution_tags(server.library, eid, {"ok.key": "1", "BadKey": "2"})
     tags = await server.client.execute("HGETALL", ExecKeys(eid).tags)
     assert tags == {b"billing.customer": b"acme"}
+
+
+async def test_a_worker_does_not_replace_another_library_version(server: Server) -> None:
+    from ff.core.errors import BackendError
+
+    other = ("#!lua name=flowfabric\n"
+             "redis.register_function('ff_version', function() return '0' end)")
+    await server.client.function_load(other, replace=True)
+    with pytest.raises(BackendError, match="library_version_mismatch") as info:
+        await server.library.ensure_loaded(replace=False)
+    assert info.value.retryable is False
+    assert await server.library.ensure_loaded() is True

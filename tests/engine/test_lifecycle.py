@@ -88,6 +88,7 @@ async def test_priority_first_then_fifo_by_creation(server: Server) -> None:
 
 async def test_priority_is_clamped_and_changeable_while_waiting(server: Server) -> None:
     first = await submit(server, priority=-5)
+    await trio.sleep(0.002)  # FIFO is by creation millisecond
     second = await submit(server, priority=99_999)
     assert await core_field(server, first, "priority") == "0"
     assert await core_field(server, second, "priority") == "9000"
@@ -343,3 +344,16 @@ async def test_result_key_is_binary_safe(server: Server) -> None:
     blob = bytes(range(256)) * 4
     await fns.complete_execution(server.library, eid, result=blob, **fence(lease))
     assert await server.client.execute("GET", ExecKeys(eid).result) == blob
+
+
+async def test_worker_shutdown_hands_the_attempt_back_without_using_a_retry(
+    server: Server,
+) -> None:
+    eid = await submit(server)  # no retry policy: an ordinary failure would be final
+    lease = await claim(server)
+    reply = await fns.fail_execution(server.library, eid, reason="deploy",
+                                     category="worker_shutdown", **fence(lease))
+    assert reply.str(0) == "retry_scheduled"
+    assert await core_field(server, eid, "retry_count") == "0"
+    again = await claim(server, "w2")
+    assert again is not None and again.attempt_type == "retry"

@@ -129,7 +129,9 @@ async def test_leaving_the_block_gives_back_unfinished_tasks(server: Server,
     eid = await submit(server)
     async with Worker.connect(server_url, worker_id="leaver") as worker:
         assert await worker.claim_next() is not None
-    assert await server.get_execution_state(eid) == "failed"  # no retry policy
+    # Handed back: retried at once even without a retry policy, no retry used up.
+    assert await server.get_execution_state(eid) == "waiting"
+    assert await server.client.execute("HGET", ExecKeys(eid).core, "retry_count") == b"0"
     failure = await server.client.execute("HGET", ExecKeys(eid).attempt(0), "failure_category")
     assert failure == b"worker_shutdown"
 
