@@ -62,6 +62,7 @@ class _Consumers:
         self.queue, self.results = queue, results
         self.handled = 0
         self.duplicates = 0
+        self.warnings: dict[str, int] = {}
         self._seen: set[bytes] = set()
 
     def _see(self, seq: bytes) -> None:
@@ -86,6 +87,7 @@ class _Consumers:
                     totals = await group.stop()
                 self.handled += totals["handled"]
                 self.duplicates += totals["duplicates"]
+                self.warnings = totals["warnings"]
             return
         async with AsyncExitStack() as stack:
             conns = [await stack.enter_async_context(self.client.dedicated())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -25,7 +26,7 @@ from typing import Any
 
 import trio
 
-from bench.harness import REPO_ROOT
+from bench.harness import REPO_ROOT, last_json_line
 
 KIND = "bench.scenario1"
 
@@ -106,9 +107,24 @@ async def _ready(args: argparse.Namespace) -> None:
         await client.execute("LPUSH", args.ready_key, os.getpid())
 
 
+class _LogTally(logging.Handler):
+    """Counts this child's warnings by logger and message (reported, not printed)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.counts: dict[str, int] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        key = f"{record.name}: {record.getMessage()[:80]}"
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+
 async def _child_main(args: argparse.Namespace) -> None:
     from ff.resp import Client
 
+    logs = _LogTally()
+    logging.getLogger().handlers[:] = [logs]
+    logging.getLogger().setLevel(logging.WARNING)
     tally = _Tally()
     go = trio.Event()
     stop = trio.Event()
@@ -131,7 +147,8 @@ async def _child_main(args: argparse.Namespace) -> None:
         nursery.start_soon(wait_go)
         await role(args, tally, go, stop)
         nursery.cancel_scope.cancel()
-    print(json.dumps({"handled": tally.handled, "duplicates": tally.duplicates}), flush=True)
+    print(json.dumps({"handled": tally.handled, "duplicates": tally.duplicates,
+                      "warnings": logs.counts}), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -198,12 +215,13 @@ class ProcGroup:
     async def go(self, client: Any) -> None:
         await client.execute("LPUSH", self.go_key, *(["go"] * len(self.processes)))
 
-    async def stop(self, grace: float = 15.0) -> dict[str, int]:
+    async def stop(self, grace: float = 15.0) -> dict[str, Any]:
         """SIGTERM every child, wait (SIGKILL after `grace`), sum their tallies."""
         for p in self.processes:
             if p.returncode is None:
                 p.send_signal(signal.SIGTERM)
-        totals = {"handled": 0, "duplicates": 0, "lost_children": 0}
+        totals: dict[str, Any] = {"handled": 0, "duplicates": 0, "lost_children": 0,
+                                  "warnings": {}}
         for p in self.processes:
             assert p.stdout is not None
             out = b""
@@ -214,12 +232,14 @@ class ProcGroup:
             if p.returncode is None:
                 p.kill()
                 await p.wait()
-            data = _last_json(out.decode(errors="replace"))
+            data = last_json_line(out.decode(errors="replace"))
             if data is None:
                 totals["lost_children"] += 1
                 continue
             totals["handled"] += int(data.get("handled", 0))
             totals["duplicates"] += int(data.get("duplicates", 0))
+            for key, count in (data.get("warnings") or {}).items():
+                totals["warnings"][key] = totals["warnings"].get(key, 0) + count
         return totals
 
     async def kill(self) -> None:
@@ -227,17 +247,6 @@ class ProcGroup:
             if p.returncode is None:
                 p.kill()
                 await p.wait()
-
-
-def _last_json(text: str) -> dict[str, Any] | None:
-    for line in reversed(text.strip().splitlines()):
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
-    return None
 
 
 if __name__ == "__main__":

@@ -86,6 +86,7 @@ class _Workers:
         self.url, self.client, self.cfg, self.lane = url, client, cfg, lane
         self.tally = _Tally()
         self.stop = trio.Event()
+        self.warnings: dict[str, int] = {}
 
     async def run(self, go: trio.Event, *, task_status: trio.TaskStatus[None]) -> None:
         """Connect every worker, report started, claim after `go` until cancelled."""
@@ -102,6 +103,7 @@ class _Workers:
                     totals = await group.stop()
                 self.tally.handled += totals["handled"]
                 self.tally.duplicates += totals["duplicates"]
+                self.warnings = totals["warnings"]
             return
         async with AsyncExitStack() as stack:
             workers = []
@@ -233,6 +235,8 @@ async def _measure(server: Server, http: HttpClient, url: str, cfg: RunConfig, l
         result.status = "failed"
     finally:
         result.seconds.update({f"{name}_{k}": round(v, 3) for k, v in seconds.items()})
+    for key, count in sorted(workers.warnings.items(), key=lambda kv: -kv[1])[:3]:
+        result.notes.append(f"{name}: worker processes logged {count}x '{key}'")
     if failures:
         result.status = "failed"
         result.notes.append(f"{name}: {len(failures)} submissions refused, first: "
