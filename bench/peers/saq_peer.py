@@ -46,7 +46,10 @@ async def body(args: Any) -> dict[str, Any]:
     await queue.connect()
     with common.Workers([[cli, "saq_peer.settings", "--workers", str(procs), "--quiet"]],
                         env) as workers:
-        await queue.enqueue("noop", key="warm-up", payload="warm-up")
+        # A SAQ worker sweeps the active list once as it starts, and aborts a job it finds
+        # there before its status says active (a start-up race): let the sweeps pass first.
+        await asyncio.sleep(1.5)
+        await queue.enqueue("noop", key="warm-up", payload="warm-up", retries=3)
         for _ in range(3000):
             job = await queue.job("warm-up")
             if job is not None and job.status == Status.COMPLETE:
