@@ -39,10 +39,6 @@ _AGGREGATES = frozenset(b"*~%|>")
 _BULKS = frozenset(b"$!=")
 
 
-def _protocol_error(text: str) -> errors.ProtocolError:
-    return errors.ProtocolError(text)
-
-
 class ReplyReader:
     """Feed it received bytes, then call `gets()` until it returns `NEED_DATA`."""
 
@@ -61,7 +57,7 @@ class ReplyReader:
     @staticmethod
     def _new_hiredis() -> hiredis.Reader:
         return hiredis.Reader(
-            protocolError=_protocol_error,
+            protocolError=errors.ProtocolError,
             replyError=errors.response_error,
             notEnoughData=NEED_DATA,
         )
