@@ -187,7 +187,7 @@ class Worker:
             self.client = await stack.enter_async_context(Client.from_url(
                 cfg.valkey_url, pool_size=4, client_name=f"ff-worker:{cfg.worker_instance_id}"))
             self.library = FunctionLibrary(self.client)
-            await self.library.ensure_loaded()
+            await self.library.ensure_loaded(replace=False)
             self._grants = await self._grant_source(stack, cfg)
             await self._register()
             stack.push_async_callback(self._deregister)
