@@ -6,7 +6,9 @@ bool and None are rejected with TypeError rather than guessed at.
 
 Commands that change connection state (MULTI, WATCH, SELECT, SUBSCRIBE, ...) or block
 the connection (BLPOP, ...) would corrupt or stall every other caller multiplexed on
-the same socket, so they are refused here and belong on `client.dedicated()`.
+the same socket, so they are refused here and belong on `client.dedicated()`. Only the
+command name is checked: `XREAD`/`XREADGROUP ... BLOCK`, `WAIT` and `WAITAOF` block
+too and belong there as well, but are not detected.
 """
 
 from __future__ import annotations
