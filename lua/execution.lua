@@ -143,8 +143,7 @@ redis.register_function('ff_claim_execution', function(keys, args)
   local ctx = load_exec(keys[1], args[1])
   if not ctx then return not_found(args[1]) end
   local core = ctx.core
-  if core.lifecycle_phase ~= 'runnable' or core.eligibility_state ~= 'eligible_now'
-      or core.terminal_outcome ~= 'none' then
+  if not is_claimable(core) or core.terminal_outcome ~= 'none' then
     return err('execution_not_leaseable', core.lifecycle_phase or '', core.eligibility_state or '')
   end
   if core.ownership_state ~= 'unowned' then return err('lease_conflict') end
@@ -190,7 +189,7 @@ redis.register_function('ff_claim_resumed_execution', function(keys, args)
   local ctx = load_exec(keys[1], args[1])
   if not ctx then return not_found(args[1]) end
   local core = ctx.core
-  if core.lifecycle_phase ~= 'runnable' or core.eligibility_state ~= 'eligible_now' then
+  if not is_claimable(core) then
     return err('execution_not_leaseable', core.lifecycle_phase or '', core.eligibility_state or '')
   end
   if core.ownership_state ~= 'unowned' then return err('lease_conflict') end

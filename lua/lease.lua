@@ -196,8 +196,7 @@ redis.register_function('ff_reclaim_execution', function(keys, args)
   local ctx = load_exec(keys[1], args[1])
   if not ctx then return not_found(args[1]) end
   local core = ctx.core
-  if core.lifecycle_phase ~= 'active' or (core.ownership_state ~= 'lease_expired_reclaimable'
-      and core.ownership_state ~= 'lease_revoked') then
+  if not is_reclaimable(core) then
     return err('execution_not_reclaimable', core.lifecycle_phase or '', core.ownership_state or '')
   end
   local now = now_ms()

@@ -36,6 +36,14 @@ local function block(ctx, reason, eligibility, detail, now)
     blocking_detail = detail}, now, nil)
 end
 
+-- A worker lacking required capabilities met this execution: remember when, and park
+-- it in blocked:route so it stops occupying the head of the queue.
+local function park_for_capabilities(ctx, now)
+  redis.call('HSET', ctx.key, 'last_capability_mismatch_at', fmt(now))
+  block(ctx, 'waiting_for_capable_worker', 'route',
+    'no connected worker satisfies required_capabilities', now)
+end
+
 -- ff_issue_claim_grant
 --   KEYS[1] exec core
 --   ARGV    eid, worker_id, worker_instance_id, lane_id, capability_hash, grant_ttl_ms,
@@ -51,7 +59,7 @@ redis.register_function('ff_issue_claim_grant', function(keys, args)
   local ctx = load_exec(keys[1], args[1])
   if not ctx then return not_found(args[1]) end
   local core = ctx.core
-  if core.lifecycle_phase ~= 'runnable' or core.eligibility_state ~= 'eligible_now' then
+  if not is_claimable(core) then
     return err('execution_not_eligible', core.lifecycle_phase or '', core.eligibility_state or '')
   end
   if redis.call('EXISTS', ctx.k('claim_grant')) == 1 then return err('grant_already_exists') end
@@ -61,12 +69,11 @@ redis.register_function('ff_issue_claim_grant', function(keys, args)
   local now = now_ms()
   local missing = missing_caps(core.required_capabilities, g.caps)
   if missing ~= '' then
-    redis.call('HSET', ctx.key, 'last_capability_mismatch_at', fmt(now))
     if args[10] == '1' then
-      block(ctx, 'waiting_for_capable_worker', 'route',
-        'no connected worker satisfies required_capabilities', now)
+      park_for_capabilities(ctx, now)
       return err('capability_mismatch', missing, 'blocked')
     end
+    redis.call('HSET', ctx.key, 'last_capability_mismatch_at', fmt(now))
     return err('capability_mismatch', missing, '')
   end
   return ok(ctx.eid, fmt(write_grant(ctx, g, now)))
@@ -83,21 +90,12 @@ local function grant_first(set_key, mode, g, limit, now)
       redis.call('ZREM', set_key, eid)
     elseif redis.call('EXISTS', ctx.k('claim_grant')) == 0 then
       local core = ctx.core
-      local grantable
-      if mode == 'claim' then
-        grantable = core.lifecycle_phase == 'runnable' and core.eligibility_state == 'eligible_now'
-      else
-        grantable = core.lifecycle_phase == 'active'
-          and (core.ownership_state == 'lease_expired_reclaimable'
-            or core.ownership_state == 'lease_revoked')
-      end
+      local grantable = (mode == 'claim' and is_claimable or is_reclaimable)(core)
       if not grantable then
         redis.call('ZREM', set_key, eid)
       elseif missing_caps(core.required_capabilities, g.caps) ~= '' then
         if mode == 'claim' then
-          redis.call('HSET', ctx.key, 'last_capability_mismatch_at', fmt(now))
-          block(ctx, 'waiting_for_capable_worker', 'route',
-            'no connected worker satisfies required_capabilities', now)
+          park_for_capabilities(ctx, now)
           blocked = blocked + 1
         end
       else
@@ -153,8 +151,7 @@ redis.register_function('ff_issue_reclaim_grant', function(keys, args)
   local ctx = load_exec(keys[1], args[1])
   if not ctx then return not_found(args[1]) end
   local core = ctx.core
-  if core.lifecycle_phase ~= 'active' or (core.ownership_state ~= 'lease_expired_reclaimable'
-      and core.ownership_state ~= 'lease_revoked') then
+  if not is_reclaimable(core) then
     return err('execution_not_reclaimable', core.lifecycle_phase or '', core.ownership_state or '')
   end
   if redis.call('EXISTS', ctx.k('claim_grant')) == 1 then return err('grant_already_exists') end
@@ -179,7 +176,7 @@ redis.register_function('ff_change_priority', function(keys, args)
   local ctx = load_exec(keys[1], args[1])
   if not ctx then return not_found(args[1]) end
   local core = ctx.core
-  if core.lifecycle_phase ~= 'runnable' or core.eligibility_state ~= 'eligible_now' then
+  if not is_claimable(core) then
     return err('execution_not_eligible', core.lifecycle_phase or '', core.eligibility_state or '')
   end
   local old = core.priority or '0'
@@ -274,7 +271,7 @@ redis.register_function('ff_block_execution_for_admission', function(keys, args)
   if not eligibility then return err('invalid_blocking_reason', args[2] or '') end
   local ctx = load_exec(keys[1], args[1])
   if not ctx then return not_found(args[1]) end
-  if ctx.core.lifecycle_phase ~= 'runnable' or ctx.core.eligibility_state ~= 'eligible_now' then
+  if not is_claimable(ctx.core) then
     return already('not_eligible')
   end
   block(ctx, args[2], eligibility, args[3] or '', now_ms())

@@ -327,6 +327,17 @@ local function check_lease(ctx, lease_id, epoch, attempt_id, now)
   return nil
 end
 
+-- Waiting for a worker: the only state a claim grant is issued for.
+local function is_claimable(core)
+  return core.lifecycle_phase == 'runnable' and core.eligibility_state == 'eligible_now'
+end
+
+-- Active but without a live lease: the only state a reclaim is allowed in.
+local function is_reclaimable(core)
+  return core.lifecycle_phase == 'active' and (core.ownership_state == 'lease_expired_reclaimable'
+    or core.ownership_state == 'lease_revoked')
+end
+
 -- Policy JSON as stored at create ({} when none).
 local function load_policy(ctx)
   return decode_json(redis.call('GET', ctx.k('policy'))) or {}

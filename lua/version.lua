@@ -1,7 +1,10 @@
--- Library identity. Bump LIBRARY_VERSION whenever any function's KEYS, ARGV, reply or
--- behaviour changes: boot compares it with ff_version and reloads the library on mismatch.
+-- Library identity. ff_version answers `<release>.<digest>`: the loader puts the digest
+-- of all lua/ sources in place of the placeholder below, so any edit to the library
+-- changes the version and boot reloads it. Bump LIBRARY_RELEASE when KEYS/ARGV or
+-- replies change incompatibly.
 
-local LIBRARY_VERSION = '2'
+local LIBRARY_RELEASE = '2'
+local LIBRARY_VERSION = '@DIGEST@'
 
 -- ff_version
 --   KEYS none; ARGV none

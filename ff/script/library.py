@@ -7,6 +7,7 @@ once when the server says a function is missing (failover, FLUSHALL, a fresh rep
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Sequence
@@ -26,8 +27,16 @@ LUA_DIR = Path(__file__).resolve().parents[2] / "lua"
 LUA_FILES = ("version.lua", "util.lua", "lease.lua", "execution.lua", "scheduling.lua")
 
 
-@cache
-def library_source() -> str:
+DIGEST_PLACEHOLDER = "@DIGEST@"
+
+
+def _read_release() -> str:
+    match = re.search(r"LIBRARY_RELEASE = '([^']+)'", (LUA_DIR / "version.lua").read_text())
+    assert match, "lua/version.lua must define LIBRARY_RELEASE"
+    return match.group(1)
+
+
+def _sources() -> str:
     parts = [f"#!lua name={LIBRARY_NAME}\n"]
     for name in LUA_FILES:
         parts.append(f"-- ==== {name} ====\n")
@@ -35,13 +44,14 @@ def library_source() -> str:
     return "\n".join(parts)
 
 
-def _read_version() -> str:
-    match = re.search(r"LIBRARY_VERSION = '([^']+)'", (LUA_DIR / "version.lua").read_text())
-    assert match, "lua/version.lua must define LIBRARY_VERSION"
-    return match.group(1)
+# `<release>.<digest of the sources>`: any edit to lua/ changes the version, so a server
+# whose persisted library is older is reloaded at boot even if nobody bumped the release.
+LIBRARY_VERSION = f"{_read_release()}.{hashlib.sha256(_sources().encode()).hexdigest()[:12]}"
 
 
-LIBRARY_VERSION = _read_version()
+@cache
+def library_source() -> str:
+    return _sources().replace(DIGEST_PLACEHOLDER, LIBRARY_VERSION)
 
 
 def text(value: object) -> str:
