@@ -10,30 +10,11 @@ import uuid
 
 import msgspec
 
+from ff.crc16 import crc16_xmodem
+
 FLOW_FAMILY = "fp"
 BUDGET_FAMILY = "b"
 QUOTA_FAMILY = "q"
-
-
-def _crc16_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-        table.append(crc & 0xFFFF)
-    return tuple(table)
-
-
-_CRC16 = _crc16_table()
-
-
-def crc16_xmodem(data: bytes) -> int:
-    """CRC16/XMODEM (poly 0x1021, init 0): the CRC Valkey Cluster uses for slots."""
-    crc = 0
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFF) ^ _CRC16[((crc >> 8) ^ byte) & 0xFF]
-    return crc
 
 
 def fnv1a_64(data: bytes) -> int:

@@ -6,29 +6,9 @@ connection; the single-node client does not use it.
 
 from __future__ import annotations
 
+from ff.crc16 import crc16_xmodem as crc16
+
 SLOTS = 16384
-
-
-def _table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-        table.append(crc & 0xFFFF)
-    return tuple(table)
-
-
-_CRC16_TABLE = _table()
-
-
-def crc16(data: bytes) -> int:
-    """CRC16/XMODEM (polynomial 0x1021, initial value 0), as the cluster spec uses."""
-    crc = 0
-    table = _CRC16_TABLE
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFF) ^ table[(crc >> 8) ^ byte]
-    return crc
 
 
 def hash_tag(key: bytes) -> bytes:
