@@ -113,6 +113,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         sha = (report.git_sha or "nogit").replace("+", "-")
         stamp = report.timestamp_utc.replace(":", "").replace("-", "")
         path = report.write(out / f"{report.scenario}-{sha}-{stamp}.json")
+        path.with_suffix(".md").write_text(report.markdown())
     print(report.summary())
     print(f"\nreport: {path}")
     ran = [r for r in report.results if r.status != "skipped"]
@@ -189,13 +190,16 @@ async def run_report(cfg: RunConfig, url: str | None, peers: list[str], runs: in
                     results: list[SystemResult] = []
                     if baseline:
                         await fresh()
-                        results.append(await baseline_mod.run(url, cfg, progress))
+                        results.append(await _guarded(
+                            baseline_mod.SYSTEM, cfg, baseline_mod.run(url, cfg, progress)))
                     if ff:
                         await fresh()
-                        results.append(await scenario1.run(url, cfg, progress))
+                        results.append(await _guarded(
+                            scenario1.SYSTEM, cfg, scenario1.run(url, cfg, progress)))
                     for name in peers:
                         await fresh()
-                        results.append(await run_peer(name, url, cfg, progress, peers_dir))
+                        results.append(await _guarded(
+                            name, cfg, run_peer(name, url, cfg, progress, peers_dir)))
                     all_runs.append(results)
         finally:
             if embedded is not None:
@@ -211,6 +215,19 @@ async def run_report(cfg: RunConfig, url: str | None, peers: list[str], runs: in
         report.notes.append(f"{count} log records '{key}' in the harness process, e.g. "
                             f"{tally.example[key]!r}")
     return report
+
+
+async def _guarded(system: str, cfg: RunConfig, measurement: Any) -> SystemResult:
+    """Awaits one system's measurement; an error becomes a `failed` result with its
+    message instead of ending the whole run (the other systems still report)."""
+    try:
+        return await measurement
+    except Exception as exc:
+        detail = exc
+        while isinstance(detail, BaseExceptionGroup) and len(detail.exceptions) == 1:
+            detail = detail.exceptions[0]
+        return SystemResult(system, status="failed", n=cfg.n,
+                            notes=[f"{type(detail).__name__}: {detail}"[:500]])
 
 
 def _config_dict(cfg: RunConfig, runs: int, url: str | None, peers: list[str]) -> dict[str, Any]:

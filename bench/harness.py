@@ -159,6 +159,40 @@ class Report:
         path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
         return path
 
+    def markdown(self) -> str:
+        """The report as a markdown page: host, configuration, the table, the notes."""
+        host = self.host
+        cfg = self.config
+        ratios = self.ratios()
+        where = f"in {cfg['procs']} processes" if cfg.get("procs") else "in-process"
+        lines = [
+            f"# {self.scenario}: {self.timestamp_utc}, commit {self.git_sha or '?'}", "",
+            f"Host: {host.get('cores')} cores ({host.get('cpu', '?')}), {host.get('mem_gb')} "
+            f"GiB, {host.get('os')}, Python {host.get('python')}, {self.valkey_version}.", "",
+            f"N={cfg.get('n')} executions/jobs per measurement, {cfg.get('workers')} workers"
+            f" ({where}), {cfg.get('payload_bytes')} B payload, submit concurrency "
+            f"{cfg.get('submit_concurrency')}, {cfg.get('runs', 1)} run(s)"
+            + (" (medians)" if cfg.get("runs", 1) > 1 else "") + ".", "",
+            "| system | status | e2e/s | vs baseline | submit/s | drain/s | p50 ms | p95 ms "
+            "| p99 ms | verified |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for r in self.results:
+            lat = r.latency_ms
+            lines.append(
+                f"| {r.system} | {r.status} | {_fmt(r.e2e_rate)} | "
+                f"{_fmt_ratio(ratios.get(r.system))} | {_fmt(r.submit_rate)} | "
+                f"{_fmt(r.drain_rate)} | {_fmt(lat.get('p50'))} | {_fmt(lat.get('p95'))} | "
+                f"{_fmt(lat.get('p99'))} | {r.completed}/{r.n}"
+                f"{'' if r.verified else ' (not verified)'} |")
+        lines.append("")
+        for r in self.results:
+            lines.append(f"- **{r.system}**: {json.dumps(r.config, sort_keys=True)}"
+                         + (f"; latency: {r.latency_source}" if r.latency_source else "")
+                         + "".join(f"; {n}" for n in r.notes))
+        lines.extend(f"- {n}" for n in self.notes)
+        return "\n".join(lines) + "\n"
+
     def summary(self) -> str:
         """A one-screen table: one line per system, then the notes."""
         host = self.host
