@@ -17,6 +17,7 @@ Usage::
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from typing import Any, Generic, TypeVar
@@ -109,7 +110,7 @@ def render() -> str:
     return REGISTRY.render()
 
 
-class _Metric(Generic[_C]):
+class _Metric(ABC, Generic[_C]):
     """Shared label handling: one child per distinct tuple of label values."""
 
     kind = ""
@@ -152,11 +153,13 @@ class _Metric(Generic[_C]):
             raise ValueError(f"{self.name} has labels {self.labelnames}; call .labels() first")
         return self.labels()
 
+    @abstractmethod
     def _new_child(self) -> _C:
-        raise NotImplementedError
+        """Implemented by each subclass."""
 
+    @abstractmethod
     def render_samples(self, lines: list[str]) -> None:
-        raise NotImplementedError
+        """Implemented by each subclass."""
 
 
 class CounterChild:

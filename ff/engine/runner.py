@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import trio
@@ -77,7 +78,7 @@ class FailureTracker:
             self._skip_until = {k: v for k, v in self._skip_until.items() if v > self.cycle}
 
 
-class Scanner:
+class Scanner(ABC):
     """Base: subclasses implement `cycle(now_ms)` and return how many items they handled."""
 
     name = "scanner"
@@ -96,8 +97,9 @@ class Scanner:
     def library(self):
         return self.engine.library
 
+    @abstractmethod
     async def cycle(self, now_ms: int) -> int:
-        raise NotImplementedError
+        """Implemented by each subclass."""
 
     async def run_once(self) -> int:
         started = time.perf_counter()

@@ -15,6 +15,7 @@ the library function that re-checks and acts on them.
 from __future__ import annotations
 
 import logging
+from abc import abstractmethod
 
 from ff import metrics
 from ff.core.keys import ExecKeys, IndexKeys, WorkerKeys
@@ -40,15 +41,16 @@ class _DueScanner(Scanner):
 
     batch = DUE_BATCH
 
+    @abstractmethod
     def keys_for(self, partition: int, lanes: list[str]) -> list[tuple[str, str]]:
         """(index key, lane) pairs to read in one partition."""
-        raise NotImplementedError
 
     def cutoff(self, now_ms: int) -> int:
         return now_ms
 
+    @abstractmethod
     async def handle(self, eid: str, lane: str) -> None:
-        raise NotImplementedError
+        """Implemented by each subclass."""
 
     async def cycle(self, now_ms: int) -> int:
         lanes = await self.engine.known_lanes()
