@@ -55,6 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--procs", type=int, default=0,
                         help="run the workers in this many child processes (default 0: in the "
                              "harness process)")
+    parser.add_argument("--worker-concurrency", type=int, default=1,
+                        help="max_concurrent of each ff Worker (default 1, as the reference;"
+                             " e.g. -w 2 --procs 2 --worker-concurrency 8 is one Worker per "
+                             "process running 8 tasks at once)")
     parser.add_argument("--payload-bytes", type=int, default=4096)
     parser.add_argument("--concurrency", type=int, default=32,
                         help="submissions in flight at once (default 32)")
@@ -88,14 +92,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig(n=args.n, workers=args.workers, procs=args.procs,
                      payload_bytes=args.payload_bytes, submit_concurrency=args.concurrency,
-                     timeout=args.timeout, phased=not args.no_phased, spread=args.spread)
+                     timeout=args.timeout, phased=not args.no_phased, spread=args.spread,
+                     worker_concurrency=args.worker_concurrency)
 
 
 def run_bench_command(args: argparse.Namespace) -> int:
     """Runs `ff bench` as parsed; prints the summary, returns the exit code (0 when every
     system that ran was verified, 1 otherwise, 2 on a usage error)."""
-    if args.n < 1 or args.workers < 1 or args.runs < 1 or args.concurrency < 1:
-        print("ff bench: --tasks, --workers, --runs and --concurrency must be >= 1",
+    if min(args.n, args.workers, args.runs, args.concurrency, args.worker_concurrency) < 1:
+        print("ff bench: --tasks, --workers, --runs, --concurrency and --worker-concurrency "
+              "must be >= 1",
               file=sys.stderr)
         return 2
     try:
@@ -234,6 +240,7 @@ def _config_dict(cfg: RunConfig, runs: int, url: str | None, peers: list[str]) -
     return {"tasks": cfg.n, "n": cfg.n, "workers": cfg.workers, "procs": cfg.procs,
             "payload_bytes": cfg.payload_bytes, "submit_concurrency": cfg.submit_concurrency,
             "phased": cfg.phased, "spread": cfg.spread, "timeout_s": cfg.timeout, "runs": runs,
+            "worker_concurrency": cfg.worker_concurrency,
             "valkey": "external" if url else "embedded", "peers": peers}
 
 

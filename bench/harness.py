@@ -72,6 +72,7 @@ class RunConfig:
     timeout: float = 300.0
     phased: bool = True
     spread: str = "solo"
+    worker_concurrency: int = 1
 
     def worker_split(self) -> list[int]:
         """Workers per process: `workers` spread over `procs` processes (0: in-process)."""

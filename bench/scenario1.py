@@ -91,7 +91,8 @@ class _Workers:
     async def run(self, go: trio.Event, *, task_status: trio.TaskStatus[None]) -> None:
         """Connect every worker, report started, claim after `go` until cancelled."""
         if self.cfg.procs:
-            group = ProcGroup(self.url, "ff", self.cfg.worker_split(), ["--lane", self.lane])
+            group = ProcGroup(self.url, "ff", self.cfg.worker_split(), ["--lane", self.lane],
+                              max_concurrent=self.cfg.worker_concurrency)
             try:
                 await group.start(self.client)
                 task_status.started()
@@ -109,7 +110,8 @@ class _Workers:
             workers = []
             for i in range(self.cfg.workers):
                 worker = Worker(self.url, worker_id=f"bench-{i}", lanes=[self.lane],
-                                max_concurrent=1, lease_ttl_ms=30_000, grace_period_s=5.0)
+                                max_concurrent=self.cfg.worker_concurrency,
+                                lease_ttl_ms=30_000, grace_period_s=5.0)
                 worker.handler(KIND)(self._handle)
                 workers.append(await stack.enter_async_context(worker))
             task_status.started()
@@ -131,7 +133,8 @@ async def run(url: str, cfg: RunConfig, progress: Progress | None = None) -> Sys
     result = SystemResult(
         SYSTEM, n=cfg.n, versions=package_versions(CORE_PACKAGES),
         latency_source="execution core created_at -> completed_at (Valkey server clock, ms)")
-    result.config = {"workers": cfg.workers, "procs": cfg.procs, "max_concurrent": 1,
+    result.config = {"workers": cfg.workers, "procs": cfg.procs,
+                     "max_concurrent": cfg.worker_concurrency,
                      "lease_ttl_ms": 30_000, "submit_concurrency": cfg.submit_concurrency,
                      "spread": cfg.spread, "submit": "HTTP POST /v1/executions, keep-alive"}
     tag = uuid.uuid4().hex[:8]
