@@ -65,6 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spread", choices=("solo", "partitions"), default="solo",
                         help="solo: ids minted by the server on the lane's partition; "
                              "partitions: ids spread over every partition")
+    parser.add_argument("--submit", choices=("http", "direct"), default="http",
+                        help="how ff's submitters create executions: over the HTTP API "
+                             "(default) or by calling Server.create_execution in-process "
+                             "(a diagnostic that leaves the HTTP cost out)")
     parser.add_argument("--url", default=None,
                         help="use this Valkey (redis://host:port/db) instead of a private "
                              "embedded valkey-server; nothing is flushed there")
@@ -93,7 +97,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig(n=args.n, workers=args.workers, procs=args.procs,
                      payload_bytes=args.payload_bytes, submit_concurrency=args.concurrency,
                      timeout=args.timeout, phased=not args.no_phased, spread=args.spread,
-                     worker_concurrency=args.worker_concurrency)
+                     worker_concurrency=args.worker_concurrency, submit=args.submit)
 
 
 def run_bench_command(args: argparse.Namespace) -> int:
@@ -240,7 +244,7 @@ def _config_dict(cfg: RunConfig, runs: int, url: str | None, peers: list[str]) -
     return {"tasks": cfg.n, "n": cfg.n, "workers": cfg.workers, "procs": cfg.procs,
             "payload_bytes": cfg.payload_bytes, "submit_concurrency": cfg.submit_concurrency,
             "phased": cfg.phased, "spread": cfg.spread, "timeout_s": cfg.timeout, "runs": runs,
-            "worker_concurrency": cfg.worker_concurrency,
+            "worker_concurrency": cfg.worker_concurrency, "submit": cfg.submit,
             "valkey": "external" if url else "embedded", "peers": peers}
 
 

@@ -73,6 +73,7 @@ class RunConfig:
     phased: bool = True
     spread: str = "solo"
     worker_concurrency: int = 1
+    submit: str = "http"
 
     def worker_split(self) -> list[int]:
         """Workers per process: `workers` spread over `procs` processes (0: in-process)."""

@@ -2,10 +2,11 @@
 
 An in-process `Server` (scanners on) serves the real HTTP API (`ff.http.routes.build_app`) on
 a loopback port. Submitters `POST /v1/executions` (kind `bench.scenario1`, a 4 KiB payload,
-`payload_encoding` binary) with bounded concurrency over keep-alive connections; W
-`ff.worker.Worker`s (max_concurrent 1 each, lease 30 s, the SDK's own claim loop: scheduler
-grant -> claim -> handler -> complete) drain them, in this process or in `--procs` child
-processes.
+`payload_encoding` binary) with bounded concurrency over keep-alive connections (or, with
+`--submit direct`, call `Server.create_execution` in-process: a diagnostic without HTTP); W
+`ff.worker.Worker`s (max_concurrent 1 each by default, lease 30 s, the SDK's own claim loop:
+scheduler grant -> claim -> handler -> complete) drain them, in this process or in `--procs`
+child processes.
 
 Two measurements, each on its own lane:
 - phased (the reference's method): seed N, then start the workers; submit rate = N / seed
@@ -47,6 +48,7 @@ from ff.client import HttpClient, HttpError
 from ff.config import ServerConfig
 from ff.core.ids import ExecutionId
 from ff.core.keys import ExecKeys, IndexKeys
+from ff.core.records import CreateExecutionArgs
 from ff.http import serve_http
 from ff.http.routes import build_app
 from ff.server import Server
@@ -136,7 +138,9 @@ async def run(url: str, cfg: RunConfig, progress: Progress | None = None) -> Sys
     result.config = {"workers": cfg.workers, "procs": cfg.procs,
                      "max_concurrent": cfg.worker_concurrency,
                      "lease_ttl_ms": 30_000, "submit_concurrency": cfg.submit_concurrency,
-                     "spread": cfg.spread, "submit": "HTTP POST /v1/executions, keep-alive"}
+                     "spread": cfg.spread,
+                     "submit": ("HTTP POST /v1/executions, keep-alive" if cfg.submit == "http"
+                                else "in-process Server.create_execution (no HTTP)")}
     tag = uuid.uuid4().hex[:8]
     lanes = (f"bench-seed-{tag}", f"bench-e2e-{tag}")
     config = ServerConfig(valkey_url=url, waitpoint_hmac_secret=secrets.token_hex(32),
@@ -178,7 +182,15 @@ async def _measure(server: Server, http: HttpClient, url: str, cfg: RunConfig, l
     interval = max(0.01, 0.0004 * len(terminal_keys))
     failures: list[str] = []
 
+    async def submit_direct(i: int) -> None:
+        created = await server.create_execution(CreateExecutionArgs(
+            execution_kind=KIND, lane_id=lane, input_payload=payloads[i % len(payloads)],
+            payload_encoding="binary", execution_id=ids[i] or None))
+        ids[i] = created.execution_id
+
     async def submit_one(i: int) -> None:
+        if cfg.submit == "direct":
+            return await submit_direct(i)
         body: dict[str, Any] = {"execution_kind": KIND, "lane_id": lane,
                                 "input_payload": payloads[i % len(payloads)],
                                 "payload_encoding": "binary"}
@@ -212,7 +224,7 @@ async def _measure(server: Server, http: HttpClient, url: str, cfg: RunConfig, l
         async with trio.open_nursery() as nursery:
             await nursery.start(workers.run, go)
             if phased:
-                async with progress.track("ff seed (HTTP)", n, submitted):
+                async with progress.track(f"ff seed ({cfg.submit})", n, submitted):
                     seconds["submit"] = await submit_all(n, cfg.submit_concurrency, submit_one,
                                                          submitted)
                 if failures:
