@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 from ff.core.errors import ContentionError, ValidationError
 from ff.core.ids import validate_lane, validate_worker_id
@@ -21,12 +23,14 @@ from ff.core.policy import capabilities_csv
 from ff.core.records import ClaimGrant, LeaseHandle
 from ff.script import execution as execution_fns
 from ff.script import lease as lease_fns
-from ff.script.library import FunctionLibrary
+from ff.script.library import FunctionLibrary, Reply
 
 MAX_PARTITIONS_PER_SCAN = 32
 ROTATION_WINDOW_MS = 250
 GRANT_SCAN_LIMIT = 16
 GRANT_TTL_MAX_MS = 60_000
+
+T = TypeVar("T")
 
 
 class Scheduler:
@@ -56,32 +60,23 @@ class Scheduler:
         first = (start + self._cursor) % n
         return [(first + i) % n for i in range(min(self.max_partitions_per_scan, n))]
 
-    async def claim_for_worker(
-        self,
-        *,
-        lane_id: str,
-        worker_id: str,
-        worker_instance_id: str,
-        capabilities: list[str] | set[str] | tuple[str, ...] = (),
-        grant_ttl_ms: int = 5_000,
-    ) -> ClaimGrant | None:
-        """A grant for the best execution this worker may run, or None when there is none.
-
-        The lane's home partition (its solo executions) is asked directly, one FCALL;
-        only when it has nothing does one pipelined round trip look at the heads of the
-        window's partitions, and the ones with work are asked in turn.
-        """
+    def _validate(self, lane_id: str, worker_id: str, worker_instance_id: str,
+                  capabilities: Iterable[str]) -> str:
         validate_lane(lane_id)
         validate_worker_id(worker_id, "worker_id")
         validate_worker_id(worker_instance_id, "worker_instance_id")
-        if not 1 <= grant_ttl_ms <= GRANT_TTL_MAX_MS:
-            raise ValidationError("invalid_input", "grant_ttl_ms must be in 1..60000")
-        args = (worker_id, worker_instance_id, lane_id, "", grant_ttl_ms, "", "",
-                capabilities_csv(list(capabilities), "worker"), GRANT_SCAN_LIMIT)
+        return capabilities_csv(list(capabilities), "worker")
+
+    async def _first(
+        self, lane_id: str, worker_instance_id: str,
+        ask: Callable[[int], Awaitable[T | None]],
+    ) -> T | None:
+        """Asks the lane's home partition, then the window's partitions that have work
+        (found with one pipelined read of their heads), until one answers."""
         home = self.partitions.lane_partition(lane_id)
-        grant = await self._grant_next(home, lane_id, args)
-        if grant is not None:
-            return grant
+        found = await ask(home)
+        if found is not None:
+            return found
         window = [p for p in self.window(worker_instance_id) if p != home]
         pipe = self.client.pipeline()
         for p in window:
@@ -91,31 +86,71 @@ class Scheduler:
         heads = await pipe.run(raise_on_error=True)
         for i, p in enumerate(window):
             if heads[2 * i] or heads[2 * i + 1]:
-                grant = await self._grant_next(p, lane_id, args)
-                if grant is not None:
-                    return grant
+                found = await ask(p)
+                if found is not None:
+                    return found
         return None
 
-    async def _grant_next(
-        self, partition: int, lane_id: str, args: tuple[object, ...]
+    async def claim_for_worker(
+        self,
+        *,
+        lane_id: str,
+        worker_id: str,
+        worker_instance_id: str,
+        capabilities: Iterable[str] = (),
+        grant_ttl_ms: int = 5_000,
     ) -> ClaimGrant | None:
-        idx = IndexKeys(partition)
-        reply = await self.library.call(
-            "ff_issue_grant_for_next",
-            (idx.lane(lane_id, "reclaimable"), idx.lane(lane_id, "eligible")),
-            args,
-        )
-        eid = reply.str(0)
-        if not eid:
-            return None
-        return ClaimGrant(
-            execution_id=eid,
-            partition_key=flow_tag(partition),
-            grant_key=ExecKeys(eid).claim_grant,
-            expires_at_ms=reply.int(1),
-            lane_id=lane_id,
-            kind=reply.str(2),
-        )
+        """A grant for the best execution this worker may run, or None when there is none."""
+        caps_csv = self._validate(lane_id, worker_id, worker_instance_id, capabilities)
+        if not 1 <= grant_ttl_ms <= GRANT_TTL_MAX_MS:
+            raise ValidationError("invalid_input", "grant_ttl_ms must be in 1..60000")
+        args = (worker_id, worker_instance_id, lane_id, "", grant_ttl_ms, "", "", caps_csv,
+                GRANT_SCAN_LIMIT)
+
+        async def grant_in(partition: int) -> ClaimGrant | None:
+            idx = IndexKeys(partition)
+            reply = await self.library.call(
+                "ff_issue_grant_for_next",
+                (idx.lane(lane_id, "reclaimable"), idx.lane(lane_id, "eligible")), args)
+            eid = reply.str(0)
+            if not eid:
+                return None
+            return ClaimGrant(
+                execution_id=eid, partition_key=flow_tag(partition),
+                grant_key=ExecKeys(eid).claim_grant, expires_at_ms=reply.int(1),
+                lane_id=lane_id, kind=reply.str(2),
+            )
+
+        return await self._first(lane_id, worker_instance_id, grant_in)
+
+    async def claim_lease(
+        self,
+        *,
+        lane_id: str,
+        worker_id: str,
+        worker_instance_id: str,
+        capabilities: Iterable[str] = (),
+        lease_ttl_ms: int,
+        default_max_reclaim_count: int = 100,
+    ) -> LeaseHandle | None:
+        """Grant and lease in one call per partition (`ff_claim_next`), for a worker that
+        runs the scheduler itself: the same choice as `claim_for_worker` followed by
+        `lease_from_grant`, one round trip instead of two."""
+        caps_csv = self._validate(lane_id, worker_id, worker_instance_id, capabilities)
+
+        async def lease_in(partition: int) -> LeaseHandle | None:
+            idx = IndexKeys(partition)
+            reply = await self.library.call(
+                "ff_claim_next",
+                (idx.lane(lane_id, "reclaimable"), idx.lane(lane_id, "eligible")),
+                (worker_id, worker_instance_id, lane_id, caps_csv, str(uuid.uuid4()),
+                 lease_ttl_ms, str(uuid.uuid4()), GRANT_SCAN_LIMIT, default_max_reclaim_count),
+            )
+            if reply.status == "EMPTY":
+                return None
+            return execution_fns.lease_handle(reply.str(0), Reply(reply.status, reply.values[1:]))
+
+        return await self._first(lane_id, worker_instance_id, lease_in)
 
 
 def new_worker_instance_id() -> str:

@@ -127,32 +127,20 @@ redis.register_function('ff_create_execution', function(keys, args)
   return ok(eid, ctx.core.public_state)
 end)
 
--- ff_claim_execution: consume a claim grant and start a fresh attempt.
---   KEYS[1] exec core
---   ARGV    eid, worker_id, worker_instance_id, lane, lease_id, lease_ttl_ms, attempt_id,
---           renew_before_ms ("" = ttl*2/3)
---   Returns ok(lease_id, epoch, expires_at, attempt_id, attempt_index, attempt_type,
---           execution_kind, namespace, payload_encoding, payload, lane_id, created_at,
---           priority, tag_k1, tag_v1, ...); attempt_type initial | retry | replay
---   Errors  execution_not_found, invalid_input, execution_not_leaseable, lease_conflict,
---           active_attempt_exists, use_claim_resumed_execution, invalid_claim_grant,
---           claim_grant_expired
-redis.register_function('ff_claim_execution', function(keys, args)
-  local p, bad = lease_params(args)
-  if not p then return bad end
-  local ctx = load_exec(keys[1], args[1])
-  if not ctx then return not_found(args[1]) end
-  local core = ctx.core
+-- Why a fresh claim is not possible now (an error reply), or nil.
+local function fresh_claim_problem(core)
   if not is_claimable(core) or core.terminal_outcome ~= 'none' then
     return err('execution_not_leaseable', core.lifecycle_phase or '', core.eligibility_state or '')
   end
   if core.ownership_state ~= 'unowned' then return err('lease_conflict') end
   if core.attempt_state == 'running_attempt' then return err('active_attempt_exists') end
   if core.attempt_state == 'attempt_interrupted' then return err('use_claim_resumed_execution') end
-  local now = now_ms()
-  local bad_grant = check_grant(ctx, p.worker_id, now, true)
-  if bad_grant then return bad_grant end
+  return nil
+end
 
+-- Starts a fresh attempt (initial, retry or replay, from the pending state) under a lease.
+local function fresh_claim(ctx, p, now)
+  local core = ctx.core
   local idx = fmt(to_int(core.total_attempt_count, 0))
   local attempt_type, lineage = 'initial', {}
   if core.attempt_state == 'pending_retry_attempt' then
@@ -174,6 +162,48 @@ redis.register_function('ff_claim_execution', function(keys, args)
     'pending_replay_reason', '', 'pending_replay_requested_by', '',
     'pending_previous_attempt_index', '', 'pending_replay_attempt', '',
   })
+end
+
+-- Why a resume claim is not possible now (an error reply), or nil.
+local function resume_claim_problem(core)
+  if not is_claimable(core) then
+    return err('execution_not_leaseable', core.lifecycle_phase or '', core.eligibility_state or '')
+  end
+  if core.ownership_state ~= 'unowned' then return err('lease_conflict') end
+  if core.attempt_state ~= 'attempt_interrupted' then return err('not_a_resumed_execution') end
+  return nil
+end
+
+-- A new lease on the same, interrupted attempt.
+local function resume_claim(ctx, p, now)
+  local idx = ctx.core.current_attempt_index
+  redis.call('HSET', attempt_key(ctx.tag, ctx.eid, idx), 'attempt_state', 'started',
+    'resumed_at', fmt(now))
+  p.renew_before = nil
+  return grant_lease(ctx, p, idx, ctx.core.current_attempt_id, 'resumed', now, nil)
+end
+
+-- ff_claim_execution: consume a claim grant and start a fresh attempt.
+--   KEYS[1] exec core
+--   ARGV    eid, worker_id, worker_instance_id, lane, lease_id, lease_ttl_ms, attempt_id,
+--           renew_before_ms ("" = ttl*2/3)
+--   Returns ok(lease_id, epoch, expires_at, attempt_id, attempt_index, attempt_type,
+--           execution_kind, namespace, payload_encoding, payload, lane_id, created_at,
+--           priority, tag_k1, tag_v1, ...); attempt_type initial | retry | replay
+--   Errors  execution_not_found, invalid_input, execution_not_leaseable, lease_conflict,
+--           active_attempt_exists, use_claim_resumed_execution, invalid_claim_grant,
+--           claim_grant_expired
+redis.register_function('ff_claim_execution', function(keys, args)
+  local p, bad = lease_params(args)
+  if not p then return bad end
+  local ctx = load_exec(keys[1], args[1])
+  if not ctx then return not_found(args[1]) end
+  local problem = fresh_claim_problem(ctx.core)
+  if problem then return problem end
+  local now = now_ms()
+  local bad_grant = check_grant(ctx, p.worker_id, now, true)
+  if bad_grant then return bad_grant end
+  return fresh_claim(ctx, p, now)
 end)
 
 -- ff_claim_resumed_execution: a new lease on the same, interrupted attempt (after a
@@ -188,20 +218,12 @@ redis.register_function('ff_claim_resumed_execution', function(keys, args)
   if not p then return bad end
   local ctx = load_exec(keys[1], args[1])
   if not ctx then return not_found(args[1]) end
-  local core = ctx.core
-  if not is_claimable(core) then
-    return err('execution_not_leaseable', core.lifecycle_phase or '', core.eligibility_state or '')
-  end
-  if core.ownership_state ~= 'unowned' then return err('lease_conflict') end
-  if core.attempt_state ~= 'attempt_interrupted' then return err('not_a_resumed_execution') end
+  local problem = resume_claim_problem(ctx.core)
+  if problem then return problem end
   local now = now_ms()
   local bad_grant = check_grant(ctx, p.worker_id, now, true)
   if bad_grant then return bad_grant end
-  local idx = core.current_attempt_index
-  redis.call('HSET', attempt_key(ctx.tag, ctx.eid, idx), 'attempt_state', 'started',
-    'resumed_at', fmt(now))
-  p.renew_before = nil
-  return grant_lease(ctx, p, idx, core.current_attempt_id, 'resumed', now, nil)
+  return resume_claim(ctx, p, now)
 end)
 
 -- Fence + lease validation shared by the lease holder's terminal calls.

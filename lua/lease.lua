@@ -182,6 +182,45 @@ redis.register_function('ff_revoke_lease', function(keys, args)
   return ok('revoked', lease_id, epoch)
 end)
 
+-- Past the reclaim cap an execution is failed for good (max_reclaims_exceeded): a
+-- crash loop must end. Returns the cap when that happened, else nil.
+local function fail_if_reclaim_cap_hit(ctx, default_cap, now)
+  local core = ctx.core
+  local policy = load_policy(ctx)
+  local cap = to_int(policy.max_reclaim_count, nil)
+    or to_int((policy.timeout_policy or {}).max_reclaim_count, nil)
+    or default_cap or 100
+  if to_int(core.lease_reclaim_count, 0) < cap then return nil end
+  end_attempt(ctx, 'ended_failure', now, {'failure_reason', 'max_reclaims_exceeded'})
+  close_stream(ctx, core.current_attempt_index, 'reclaimed', now)
+  finish(ctx, 'failed', now, {'failure_reason', 'max_reclaims_exceeded'})
+  history(ctx, 'released', 'failed_terminal')
+  return cap
+end
+
+-- A new attempt, of type reclaim, for a reclaimable execution (checks already done).
+local function reclaim_lease(ctx, p, now)
+  local core = ctx.core
+  local old_idx = core.current_attempt_index
+  local reason = 'lease_' .. (core.ownership_state or '')
+  end_attempt(ctx, 'interrupted_reclaimed', now, {'failure_reason', reason})
+  close_stream(ctx, old_idx, 'reclaimed', now)
+  if is_set(core.current_worker_instance_id) then
+    redis.call('SREM', worker_leases_key(ctx.tag, core.current_worker_instance_id), ctx.eid)
+  end
+  local idx = fmt(to_int(core.total_attempt_count, 0))
+  redis.call('HSET', attempt_key(ctx.tag, ctx.eid, idx), 'attempt_id', p.attempt_id,
+    'execution_id', ctx.eid, 'attempt_index', idx, 'attempt_type', 'reclaim',
+    'attempt_state', 'started', 'created_at', fmt(now), 'started_at', fmt(now),
+    'reclaim_reason', reason, 'previous_attempt_index', old_idx or '')
+  redis.call('ZADD', ctx.k('attempts'), fmt(now), idx)
+  p.renew_before = nil
+  return grant_lease(ctx, p, idx, p.attempt_id, 'reclaim', now, {
+    'total_attempt_count', fmt(to_int(idx, 0) + 1),
+    'lease_reclaim_count', fmt(to_int(core.lease_reclaim_count, 0) + 1),
+  })
+end
+
 -- ff_reclaim_execution: a new attempt for an execution whose lease expired or was revoked.
 --   KEYS[1] exec core
 --   ARGV    eid, worker_id, worker_instance_id, lane, lease_id, lease_ttl_ms, attempt_id,
@@ -200,36 +239,9 @@ redis.register_function('ff_reclaim_execution', function(keys, args)
     return err('execution_not_reclaimable', core.lifecycle_phase or '', core.ownership_state or '')
   end
   local now = now_ms()
-  local policy = load_policy(ctx)
-  local cap = to_int(policy.max_reclaim_count, nil)
-    or to_int((policy.timeout_policy or {}).max_reclaim_count, nil)
-    or arg_int(args[8]) or 100
-  local old_idx = core.current_attempt_index
-  if to_int(core.lease_reclaim_count, 0) >= cap then
-    end_attempt(ctx, 'ended_failure', now, {'failure_reason', 'max_reclaims_exceeded'})
-    close_stream(ctx, old_idx, 'reclaimed', now)
-    finish(ctx, 'failed', now, {'failure_reason', 'max_reclaims_exceeded'})
-    history(ctx, 'released', 'failed_terminal')
-    return err('max_retries_exhausted', fmt(cap))
-  end
+  local cap = fail_if_reclaim_cap_hit(ctx, arg_int(args[8]), now)
+  if cap then return err('max_retries_exhausted', fmt(cap)) end
   local bad_grant = check_grant(ctx, p.worker_id, now, false)
   if bad_grant then return bad_grant end
-  end_attempt(ctx, 'interrupted_reclaimed', now,
-    {'failure_reason', 'lease_' .. (core.ownership_state or '')})
-  close_stream(ctx, old_idx, 'reclaimed', now)
-  if is_set(core.current_worker_instance_id) then
-    redis.call('SREM', worker_leases_key(ctx.tag, core.current_worker_instance_id), ctx.eid)
-  end
-  local idx = fmt(to_int(core.total_attempt_count, 0))
-  redis.call('HSET', attempt_key(ctx.tag, ctx.eid, idx), 'attempt_id', p.attempt_id,
-    'execution_id', ctx.eid, 'attempt_index', idx, 'attempt_type', 'reclaim',
-    'attempt_state', 'started', 'created_at', fmt(now), 'started_at', fmt(now),
-    'reclaim_reason', 'lease_' .. (core.ownership_state or ''),
-    'previous_attempt_index', old_idx or '')
-  redis.call('ZADD', ctx.k('attempts'), fmt(now), idx)
-  p.renew_before = nil
-  return grant_lease(ctx, p, idx, p.attempt_id, 'reclaim', now, {
-    'total_attempt_count', fmt(to_int(idx, 0) + 1),
-    'lease_reclaim_count', fmt(to_int(core.lease_reclaim_count, 0) + 1),
-  })
+  return reclaim_lease(ctx, p, now)
 end)

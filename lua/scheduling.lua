@@ -79,34 +79,39 @@ redis.register_function('ff_issue_claim_grant', function(keys, args)
   return ok(ctx.eid, fmt(write_grant(ctx, g, now)))
 end)
 
--- Grants the first execution in `set_key` (head `limit` entries) this worker may take.
--- Returns eid, expires or nil; `blocked` counts capability mismatches parked on the way.
-local function grant_first(set_key, mode, g, limit, now)
+-- The first execution at the head (`limit` entries) of `set_key` this worker may take:
+-- claimable (mode claim) or reclaimable (mode reclaim), not granted to anyone, and with
+-- every required capability in `caps`. On the way, entries whose execution moved on are
+-- dropped and capability mismatches parked in blocked:route (claim mode).
+-- Returns ctx or nil, and how many were parked.
+local function first_takeable(set_key, mode, caps, limit, now)
   local tag = tag_of(set_key)
+  local takeable = mode == 'claim' and is_claimable or is_reclaimable
   local blocked = 0
   for _, eid in ipairs(redis.call('ZRANGE', set_key, 0, limit - 1)) do
     local ctx = load_exec(exec_key(tag, eid, 'core'), eid)
-    if not ctx then
+    if not ctx or not takeable(ctx.core) then
       redis.call('ZREM', set_key, eid)
     elseif redis.call('EXISTS', ctx.k('claim_grant')) == 0 then
-      local core = ctx.core
-      local grantable = (mode == 'claim' and is_claimable or is_reclaimable)(core)
-      if not grantable then
-        redis.call('ZREM', set_key, eid)
-      elseif missing_caps(core.required_capabilities, g.caps) ~= '' then
-        if mode == 'claim' then
-          park_for_capabilities(ctx, now)
-          blocked = blocked + 1
-        end
-      else
-        return eid, write_grant(ctx, g, now), core, blocked
+      if missing_caps(ctx.core.required_capabilities, caps) == '' then
+        return ctx, blocked
+      end
+      if mode == 'claim' then
+        park_for_capabilities(ctx, now)
+        blocked = blocked + 1
       end
     end
   end
-  return nil, nil, nil, blocked
+  return nil, blocked
 end
 
--- ff_issue_grant_for_next: the scheduler's claim step on one partition and lane. Offers
+local function scan_limit(v)
+  local limit = arg_int(v) or 16
+  if limit < 1 or limit > 100 then return nil end
+  return limit
+end
+
+-- ff_issue_grant_for_next: the scheduler's grant step on one partition and lane. Offers
 -- reclaimable executions (lost leases) first, then eligible ones, granting the first
 -- this worker may take among the head of each set, so concurrent workers do not all
 -- collide on one head entry.
@@ -117,26 +122,68 @@ end
 --           scan_limit (1..100)
 --   Returns ok(eid, grant_expires_at, kind (claim | reclaim), budget_ids,
 --           quota_policy_id, blocked_count) or ok('', '', '', '', '', blocked_count)
---   Candidates whose required capabilities this worker lacks are parked in
---   blocked:route (eligible ones only) so they stop occupying the head of the queue.
 --   Errors  invalid_input, invalid_capabilities
 redis.register_function('ff_issue_grant_for_next', function(keys, args)
   local g, bad = grant_params({'', args[1], args[2], args[3], args[4], args[5], args[6],
     args[7], args[8]})
   if not g then return bad end
-  local limit = arg_int(args[9]) or 16
-  if limit < 1 or limit > 100 then return err('invalid_input', 'scan_limit must be 1..100') end
+  local limit = scan_limit(args[9])
+  if not limit then return err('invalid_input', 'scan_limit must be 1..100') end
   local now = now_ms()
   local total_blocked = 0
   for i, mode in ipairs({'reclaim', 'claim'}) do
-    local eid, expires, core, blocked = grant_first(keys[i], mode, g, limit, now)
+    local ctx, blocked = first_takeable(keys[i], mode, g.caps, limit, now)
     total_blocked = total_blocked + blocked
-    if eid then
-      return ok(eid, fmt(expires), mode, core.budget_ids or '', core.quota_policy_id or '',
-        fmt(total_blocked))
+    if ctx then
+      return ok(ctx.eid, fmt(write_grant(ctx, g, now)), mode, ctx.core.budget_ids or '',
+        ctx.core.quota_policy_id or '', fmt(total_blocked))
     end
   end
   return ok('', '', '', '', '', fmt(total_blocked))
+end)
+
+-- ff_claim_next: grant and lease in one step, for a worker that runs the scheduler
+-- itself. Takes the first reclaimable, else eligible, execution this worker may run
+-- (same choice as ff_issue_grant_for_next) and claims it at once: a reclaim, a resume of
+-- an interrupted attempt, or a fresh attempt. No grant key is written.
+--   KEYS[1] ff:idx:{fp:N}:lane:<lane>:reclaimable
+--   KEYS[2] ff:idx:{fp:N}:lane:<lane>:eligible
+--   ARGV    worker_id, worker_instance_id, lane_id, worker_capabilities_csv, lease_id,
+--           lease_ttl_ms, attempt_id, scan_limit (1..100),
+--           default_max_reclaim_count ("" = 100)
+--   Returns {1, 'OK', eid, <the ff_claim_execution reply fields>} or
+--           {1, 'EMPTY', blocked_count} when nothing here can be taken. A reclaimable
+--           execution past its reclaim cap is failed on the way (max_reclaims_exceeded).
+--   Errors  invalid_input, invalid_capabilities
+redis.register_function('ff_claim_next', function(keys, args)
+  local p, bad = lease_params({'', args[1], args[2], args[3], args[5], args[6], args[7]})
+  if not p then return bad end
+  local problem = caps_problem(split_csv(args[4]))
+  if problem then return err('invalid_capabilities', 'worker:' .. problem) end
+  local limit = scan_limit(args[8])
+  if not limit then return err('invalid_input', 'scan_limit must be 1..100') end
+  local caps, default_cap = args[4] or '', arg_int(args[9])
+  local now = now_ms()
+  local reply, ctx, blocked
+  for _ = 1, limit do
+    ctx = first_takeable(keys[1], 'reclaim', caps, limit, now)
+    if not ctx then break end
+    if not fail_if_reclaim_cap_hit(ctx, default_cap, now) then
+      reply = reclaim_lease(ctx, p, now)
+      break
+    end
+  end
+  if not reply then
+    ctx, blocked = first_takeable(keys[2], 'claim', caps, limit, now)
+    if not ctx then return {1, 'EMPTY', fmt(blocked)} end
+    if ctx.core.attempt_state == 'attempt_interrupted' then
+      reply = resume_claim(ctx, p, now)
+    else
+      reply = fresh_claim(ctx, p, now)
+    end
+  end
+  table.insert(reply, 3, ctx.eid)
+  return reply
 end)
 
 -- ff_issue_reclaim_grant: a grant to reclaim an execution whose lease expired or was revoked.

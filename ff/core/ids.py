@@ -13,6 +13,7 @@ from ff.core.errors import ValidationError
 from ff.core.partitions import PartitionConfig, flow_tag
 
 _EXECUTION_ID = re.compile(r"^\{fp:(\d{1,5})\}:([0-9a-fA-F-]{36})$")
+_WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 LANE_MAX_BYTES = 64
 WORKER_ID_MAX_BYTES = 256
 
@@ -95,7 +96,7 @@ def validate_worker_id(value: object, what: str = "worker_id") -> str:
         not isinstance(value, str)
         or not value
         or len(value.encode()) > WORKER_ID_MAX_BYTES
-        or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
+        or _WHITESPACE_OR_CONTROL.search(value)
     ):
         raise ValidationError(
             "invalid_input", f"{what} must be 1-256 bytes without whitespace or control characters"

@@ -1,10 +1,10 @@
-"""Where a worker's claim grants come from: the server's claim route, or the scheduler run
-in the worker itself.
+"""Where a worker's leases come from: the scheduler run in the worker itself, or claim
+grants from the server's claim route.
 
-Both answer one question, "may this worker take something from this lane?", with a
-`ClaimGrant` or None. With a server the admission checks run at the server choke point;
-without one the worker runs the same `ff.scheduler` code against Valkey. Turning a grant
-into a lease is not done here (that is always the worker's own call to Valkey).
+Both answer one question, "what may this worker run next from this lane?", with a
+`LeaseHandle` or None. Without a server the worker runs `ff.scheduler` against Valkey and
+takes grant and lease in one call (`Scheduler.claim_lease`); with a server the admission
+checks run at the server choke point and the worker turns the grant into a lease itself.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from urllib.parse import quote
 import msgspec
 
 from ff.client import HttpClient
-from ff.core.records import ClaimGrant
-from ff.scheduler import Scheduler
+from ff.core.records import ClaimGrant, LeaseHandle
+from ff.scheduler import Scheduler, lease_from_grant
+from ff.script.library import FunctionLibrary
 
 
-class GrantSource(Protocol):
-    async def next_grant(self, lane_id: str) -> ClaimGrant | None: ...
+class LeaseSource(Protocol):
+    async def next_lease(self, lane_id: str) -> LeaseHandle | None: ...
 
 
 class _Identity(msgspec.Struct, frozen=True):
@@ -28,28 +29,31 @@ class _Identity(msgspec.Struct, frozen=True):
     worker_instance_id: str
     capabilities: tuple[str, ...]
     grant_ttl_ms: int
+    lease_ttl_ms: int
 
 
-class SchedulerGrants:
-    """Grants from `ff.scheduler.Scheduler`, run in this process against Valkey."""
+class SchedulerLeases:
+    """Leases straight from `ff.scheduler.Scheduler`, run in this process against Valkey."""
 
     def __init__(self, scheduler: Scheduler, identity: _Identity) -> None:
         self._scheduler = scheduler
         self._id = identity
 
-    async def next_grant(self, lane_id: str) -> ClaimGrant | None:
-        return await self._scheduler.claim_for_worker(
+    async def next_lease(self, lane_id: str) -> LeaseHandle | None:
+        return await self._scheduler.claim_lease(
             lane_id=lane_id, worker_id=self._id.worker_id,
             worker_instance_id=self._id.worker_instance_id,
-            capabilities=self._id.capabilities, grant_ttl_ms=self._id.grant_ttl_ms,
+            capabilities=self._id.capabilities, lease_ttl_ms=self._id.lease_ttl_ms,
         )
 
 
 class ServerGrants:
-    """Grants from `POST /v1/workers/{worker_id}/claim`: 200 with a grant, 204 for none."""
+    """Grants from `POST /v1/workers/{worker_id}/claim` (200 with a grant, 204 for none),
+    each turned into a lease in Valkey by this worker."""
 
-    def __init__(self, http: HttpClient, identity: _Identity) -> None:
+    def __init__(self, http: HttpClient, library: FunctionLibrary, identity: _Identity) -> None:
         self._http = http
+        self._library = library
         self._id = identity
         self._path = f"/v1/workers/{quote(identity.worker_id, safe='')}/claim"
 
@@ -62,3 +66,12 @@ class ServerGrants:
             return None
         grant = response.raise_for_status().json(ClaimGrant)
         return grant if grant.lane_id else msgspec.structs.replace(grant, lane_id=lane_id)
+
+    async def next_lease(self, lane_id: str) -> LeaseHandle | None:
+        grant = await self.next_grant(lane_id)
+        if grant is None:
+            return None
+        return await lease_from_grant(
+            self._library, grant, worker_id=self._id.worker_id,
+            worker_instance_id=self._id.worker_instance_id, lease_ttl_ms=self._id.lease_ttl_ms,
+        )

@@ -12,7 +12,7 @@ What lives here: the worker's session (client, library check, registry entry and
 heartbeat), the claim path (grant -> lease -> `ClaimedTask`, lanes round-robin, bounded by
 `max_concurrent`) and the runtime loop with its drain. Everything runs in nurseries the
 worker opens; nothing outlives `async with worker` or `run()`. What must not live here:
-lease fencing and renewal (`_task.py`), where grants come from (`_grants.py`).
+lease fencing and renewal (`_task.py`), where leases come from (`_grants.py`).
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from ff.core.partitions import PartitionConfig
 from ff.core.policy import capabilities_csv
 from ff.resp import Client
 from ff.resp import errors as resp_errors
-from ff.scheduler import Scheduler, lease_from_grant, new_worker_instance_id
+from ff.scheduler import Scheduler, new_worker_instance_id
 from ff.script import scheduling as scheduling_fns
 from ff.script.library import FunctionLibrary, text
-from ff.worker._grants import GrantSource, SchedulerGrants, ServerGrants, _Identity
+from ff.worker._grants import LeaseSource, SchedulerLeases, ServerGrants, _Identity
 from ff.worker._task import ClaimedTask, LeaseLostError, is_transient
 
 log = logging.getLogger("ff.worker")
@@ -188,7 +188,7 @@ class Worker:
                 cfg.valkey_url, pool_size=4, client_name=f"ff-worker:{cfg.worker_instance_id}"))
             self.library = FunctionLibrary(self.client)
             await self.library.ensure_loaded(replace=False)
-            self._grants = await self._grant_source(stack, cfg)
+            self._leases = await self._lease_source(stack, cfg)
             await self._register()
             stack.push_async_callback(self._deregister)
             self._slots = trio.Semaphore(cfg.max_concurrent)
@@ -226,20 +226,20 @@ class Worker:
         return msgspec.structs.replace(cfg, valkey_url=url, worker_instance_id=instance,
                                        lanes=tuple(dict.fromkeys(cfg.lanes)))
 
-    async def _grant_source(self, stack: AsyncExitStack, cfg: WorkerConfig) -> GrantSource:
+    async def _lease_source(self, stack: AsyncExitStack, cfg: WorkerConfig) -> LeaseSource:
         identity = _Identity(cfg.worker_id, cfg.worker_instance_id or "", cfg.capabilities,
-                             cfg.grant_ttl_ms)
+                             cfg.grant_ttl_ms, cfg.lease_ttl_ms)
         if cfg.server_url:
             http = await stack.enter_async_context(HttpClient(cfg.server_url,
                                                               token=cfg.api_token))
-            return ServerGrants(http, identity)
+            return ServerGrants(http, self.library, identity)
         raw = await self.client.execute("HGETALL", CONFIG_PARTITIONS)
         stored = {text(k): int(v) for k, v in (raw or {}).items()}
         if not stored:
             log.warning("partition counts not found (no server booted yet?): using "
                         "the defaults", extra={"key": CONFIG_PARTITIONS})
         partitions = PartitionConfig(**stored)
-        return SchedulerGrants(Scheduler(self.client, self.library, partitions), identity)
+        return SchedulerLeases(Scheduler(self.client, self.library, partitions), identity)
 
     @property
     def _alive_ttl_ms(self) -> int:
@@ -323,21 +323,17 @@ class Worker:
         for i in range(len(lanes)):
             if self._stopping.is_set():
                 return None  # a claim already past this point still runs, in the drain
-            grant = await self._grants.next_grant(lanes[(start + i) % len(lanes)])
-            if grant is None:
-                continue
+            lane = lanes[(start + i) % len(lanes)]
             claimed_at = trio.current_time()
             try:
-                lease = await lease_from_grant(
-                    self.library, grant, worker_id=self.config.worker_id,
-                    worker_instance_id=self.config.worker_instance_id or "",
-                    lease_ttl_ms=self.config.lease_ttl_ms)
+                lease = await self._leases.next_lease(lane)
             except FFError as exc:
                 if is_transient(exc):
                     raise
                 # Lost a race for it, the grant lapsed, or a reclaim hit its cap.
-                log.info("grant not usable", extra={"execution_id": grant.execution_id,
-                                                    "reason": exc.code})
+                log.info("grant not usable", extra={"lane_id": lane, "reason": exc.code})
+                continue
+            if lease is None:
                 continue
             task = ClaimedTask(self.library, lease, lease_ttl_ms=self.config.lease_ttl_ms,
                                claimed_at=claimed_at,

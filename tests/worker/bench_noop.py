@@ -4,10 +4,10 @@
 
 Starts a private valkey-server, boots a Server (scanners off) on it, submits N solo
 executions, then times one `Worker.run()` (scheduler in the worker) until all N are
-completed. Per task that is: grant (one pipelined ZRANGE round trip + one FCALL), claim
-(FCALL), complete (FCALL). Also times the same N sequentially through `claim_next()` +
-`complete()` (concurrency 1) to show the latency of one task's round trips. Not collected
-by pytest (the name does not start with test_).
+completed. Per task that is: grant and lease (one FCALL, `ff_claim_next`, on the lane's
+home partition) and complete (one FCALL). Also times the same N sequentially through
+`claim_next()` + `complete()` (concurrency 1) to show the latency of one task's round
+trips. Not collected by pytest (the name does not start with test_).
 """
 
 from __future__ import annotations
