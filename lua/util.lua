@@ -220,14 +220,19 @@ local LANE_SETS = {
   'blocked:budget', 'blocked:quota', 'blocked:route', 'blocked:operator',
 }
 
--- Defensive removal from every scheduling and timeout index (terminal transitions).
-local function unindex_everywhere(ctx)
+-- Removal from the indexes a terminal transition must leave. A lease holder ending its
+-- own attempt (phase active, leased) can only be in the lease indexes; anything else
+-- gets the defensive sweep of every scheduling and timeout index.
+local function unindex_for_terminal(ctx)
   release_lease_indexes(ctx)
+  redis.call('ZREM', idx_key(ctx.tag, 'execution_deadline'), ctx.eid)
+  if ctx.core.lifecycle_phase == 'active' and ctx.core.ownership_state == 'leased' then
+    return
+  end
   for _, name in ipairs(LANE_SETS) do
     redis.call('ZREM', lane_key(ctx.tag, ctx.lane, name), ctx.eid)
   end
   redis.call('ZREM', idx_key(ctx.tag, 'suspension_timeout'), ctx.eid)
-  redis.call('ZREM', idx_key(ctx.tag, 'execution_deadline'), ctx.eid)
 end
 
 -- Close the attempt's output stream metadata, if the attempt ever opened one.
@@ -269,7 +274,7 @@ local function finish(ctx, outcome, now, extra)
   if extra then
     for i = 1, #extra do fields[#fields + 1] = extra[i] end
   end
-  unindex_everywhere(ctx)
+  unindex_for_terminal(ctx)
   write_state(ctx, {
     lifecycle_phase = 'terminal', ownership_state = 'unowned',
     eligibility_state = 'not_applicable', blocking_reason = 'none', blocking_detail = '',
