@@ -74,7 +74,7 @@ class _Consumers:
     async def run(self, go: trio.Event, *, task_status: trio.TaskStatus[None]) -> None:
         """Connects, reports started, consumes after `go` until cancelled."""
         if self.cfg.procs:
-            group = ProcGroup(self.url, "baseline", self.cfg.worker_split(),
+            group = ProcGroup(self.url, "baseline", self.cfg.worker_split(self.cfg.slots),
                               ["--queue", self.queue, "--results", self.results])
             try:
                 await group.start(self.client)
@@ -91,7 +91,7 @@ class _Consumers:
             return
         async with AsyncExitStack() as stack:
             conns = [await stack.enter_async_context(self.client.dedicated())
-                     for _ in range(self.cfg.workers)]
+                     for _ in range(self.cfg.slots)]
             async with trio.open_nursery() as nursery:
                 for conn in conns:
                     nursery.start_soon(consume, conn, self.client, self.queue, self.results,
@@ -105,7 +105,7 @@ async def run(url: str, cfg: RunConfig, progress: Progress | None = None) -> Sys
     result = SystemResult(SYSTEM, n=cfg.n, latency_source="client wall clock: LPUSH sent -> "
                           "HSET result sent (time.time_ns)",
                           versions=package_versions(("flowfabric", "trio", "hiredis")))
-    result.config = {"consumers": cfg.workers, "procs": cfg.procs,
+    result.config = {"consumers": cfg.slots, "procs": cfg.procs,
                      "pop": "BLMPOP RIGHT COUNT 1", "submit_concurrency": cfg.submit_concurrency}
     payloads = [p.encode() for p in payload_pool(cfg.payload_bytes)]
     tag = uuid.uuid4().hex[:8]

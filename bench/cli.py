@@ -241,7 +241,8 @@ async def _guarded(system: str, cfg: RunConfig, measurement: Any) -> SystemResul
 
 
 def _config_dict(cfg: RunConfig, runs: int, url: str | None, peers: list[str]) -> dict[str, Any]:
-    return {"tasks": cfg.n, "n": cfg.n, "workers": cfg.workers, "procs": cfg.procs,
+    return {"tasks": cfg.n, "n": cfg.n, "workers": cfg.workers, "slots": cfg.slots,
+            "procs": cfg.procs,
             "payload_bytes": cfg.payload_bytes, "submit_concurrency": cfg.submit_concurrency,
             "phased": cfg.phased, "spread": cfg.spread, "timeout_s": cfg.timeout, "runs": runs,
             "worker_concurrency": cfg.worker_concurrency, "submit": cfg.submit,

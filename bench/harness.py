@@ -75,10 +75,17 @@ class RunConfig:
     worker_concurrency: int = 1
     submit: str = "http"
 
-    def worker_split(self) -> list[int]:
-        """Workers per process: `workers` spread over `procs` processes (0: in-process)."""
+    @property
+    def slots(self) -> int:
+        """Jobs in progress at once: ff's workers x their max_concurrent. The baseline
+        runs this many consumers and every peer this much concurrency in total."""
+        return self.workers * self.worker_concurrency
+
+    def worker_split(self, total: int | None = None) -> list[int]:
+        """`total` (default: workers) spread over `procs` processes (0: in-process)."""
+        total = self.workers if total is None else total
         procs = max(self.procs, 1)
-        base, extra = divmod(self.workers, procs)
+        base, extra = divmod(total, procs)
         return [base + (1 if i < extra else 0) for i in range(procs) if base or i < extra]
 
 
@@ -171,8 +178,10 @@ class Report:
             f"# {self.scenario}: {self.timestamp_utc}, commit {self.git_sha or '?'}", "",
             f"Host: {host.get('cores')} cores ({host.get('cpu', '?')}), {host.get('mem_gb')} "
             f"GiB, {host.get('os')}, Python {host.get('python')}, {self.valkey_version}.", "",
-            f"N={cfg.get('n')} executions/jobs per measurement, {cfg.get('workers')} workers"
-            f" ({where}), {cfg.get('payload_bytes')} B payload, submit concurrency "
+            f"N={cfg.get('n')} executions/jobs per measurement, {cfg.get('workers')} ff workers"
+            f" x max_concurrent {cfg.get('worker_concurrency', 1)} ({where}; the baseline and"
+            f" the peers run {cfg.get('slots', cfg.get('workers'))} jobs at once too), "
+            f"{cfg.get('payload_bytes')} B payload, submit concurrency "
             f"{cfg.get('submit_concurrency')}, {cfg.get('runs', 1)} run(s)"
             + (" (medians)" if cfg.get("runs", 1) > 1 else "") + ".", "",
             "| system | status | e2e/s | vs baseline | submit/s | drain/s | p50 ms | p95 ms "
@@ -199,6 +208,7 @@ class Report:
         """A one-screen table: one line per system, then the notes."""
         host = self.host
         head = (f"{self.scenario}  N={self.config.get('n')}  workers={self.config.get('workers')}"
+                f" x {self.config.get('worker_concurrency', 1)}"
                 f"  payload={self.config.get('payload_bytes')} B  host: {host.get('cores')} cores"
                 f" {host.get('cpu', '?')}, {host.get('mem_gb')} GiB, valkey {self.valkey_version}")
         ratios = self.ratios()

@@ -59,7 +59,7 @@ async def run_peer(name: str, url: str, cfg: Any, progress: Any,
     # Two measurements' worth of time for ff/baseline; a peer does one, plus its startup.
     limit = cfg.timeout + 60
     cmd = [str(python), str(HERE / f"{name}_peer.py"), "--url", url, "--n", str(cfg.n),
-           "--workers", str(cfg.workers), "--concurrency", str(cfg.submit_concurrency),
+           "--workers", str(cfg.slots), "--concurrency", str(cfg.submit_concurrency),
            "--payload-bytes", str(cfg.payload_bytes), "--timeout", str(cfg.timeout)]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PYTHONPATH"] = str(HERE)

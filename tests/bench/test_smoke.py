@@ -87,3 +87,5 @@ def test_worker_split() -> None:
     assert RunConfig(workers=16, procs=0).worker_split() == [16]
     assert RunConfig(workers=16, procs=3).worker_split() == [6, 5, 5]
     assert RunConfig(workers=2, procs=4).worker_split() == [1, 1]
+    two_by_eight = RunConfig(workers=2, procs=2, worker_concurrency=8)
+    assert two_by_eight.slots == 16 and two_by_eight.worker_split(16) == [8, 8]
