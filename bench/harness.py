@@ -210,7 +210,7 @@ class Report:
         head = (f"{self.scenario}  N={self.config.get('n')}  workers={self.config.get('workers')}"
                 f" x {self.config.get('worker_concurrency', 1)}"
                 f"  payload={self.config.get('payload_bytes')} B  host: {host.get('cores')} cores"
-                f" {host.get('cpu', '?')}, {host.get('mem_gb')} GiB, valkey {self.valkey_version}")
+                f" {host.get('cpu', '?')}, {host.get('mem_gb')} GiB, {self.valkey_version}")
         ratios = self.ratios()
         rows = [("system", "status", "e2e/s", "vs base", "submit/s", "drain/s",
                  "p50 ms", "p95 ms", "p99 ms", "verified")]
