@@ -113,13 +113,14 @@ async def run(url: str, cfg: RunConfig, progress: Progress | None = None) -> Sys
         if cfg.phased:
             seconds = await _measure(url, client, cfg, payloads, f"bench:base:{tag}:seed",
                                      progress, phased=True, result=result)
-            result.submit_rate = rate(cfg.n, seconds["submit"])
-            result.drain_rate = rate(cfg.n, seconds["drain"])
-        seconds = await _measure(url, client, cfg, payloads, f"bench:base:{tag}:e2e",
-                                 progress, phased=False, result=result)
-        result.e2e_rate = rate(cfg.n, seconds["e2e"])
-        if not cfg.phased:
-            result.submit_rate = rate(cfg.n, seconds["submit"])
+            result.submit_rate = rate(cfg.n, seconds.get("submit"))
+            result.drain_rate = rate(cfg.n, seconds.get("drain"))
+        if result.status == "ok":
+            seconds = await _measure(url, client, cfg, payloads, f"bench:base:{tag}:e2e",
+                                     progress, phased=False, result=result)
+            result.e2e_rate = rate(cfg.n, seconds.get("e2e"))
+            if not cfg.phased:
+                result.submit_rate = rate(cfg.n, seconds.get("submit"))
     return result
 
 
