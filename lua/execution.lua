@@ -234,9 +234,11 @@ local function holder_check(ctx, args, now)
   return check_lease(ctx, lease_id, epoch, attempt_id, now)
 end
 
--- Whether a repeated terminal call comes from the holder whose call already landed.
-local function same_holder(core, args)
-  return is_set(args[3]) and core.current_lease_epoch == args[3]
+-- Whether this call repeats one by the same holder that already ended the execution
+-- with `outcome` (same epoch and attempt id).
+local function already_ended_by_caller(core, args, outcome)
+  return core.lifecycle_phase == 'terminal' and core.terminal_outcome == outcome
+    and is_set(args[3]) and core.current_lease_epoch == args[3]
     and core.current_attempt_id == args[4]
 end
 
@@ -251,8 +253,7 @@ redis.register_function('ff_complete_execution', function(keys, args)
   local ctx = load_exec(keys[1], args[1])
   if not ctx then return not_found(args[1]) end
   local core = ctx.core
-  if core.lifecycle_phase == 'terminal' and core.terminal_outcome == 'success'
-      and same_holder(core, args) then
+  if already_ended_by_caller(core, args, 'success') then
     return already('completed')
   end
   local now = now_ms()
@@ -302,8 +303,7 @@ redis.register_function('ff_fail_execution', function(keys, args)
   local ctx = load_exec(keys[1], args[1])
   if not ctx then return not_found(args[1]) end
   local core = ctx.core
-  if core.lifecycle_phase == 'terminal' and core.terminal_outcome == 'failed'
-      and same_holder(core, args) then
+  if already_ended_by_caller(core, args, 'failed') then
     return already('terminal_failed')
   end
   if core.lifecycle_phase == 'runnable' and core.attempt_state == 'pending_retry_attempt'
