@@ -102,10 +102,10 @@ def _add_placeholder(subparsers: Any, name: str, module: str, what: str) -> None
 
 
 async def _status(url: str) -> dict[str, Any]:
+    from ff.boot import server_version
     from ff.core.keys import CONFIG_PARTITIONS, LANES
     from ff.resp import Client
     from ff.script.library import LIBRARY_VERSION, FunctionLibrary, text
-    from ff.server import server_version
 
     async with Client.from_url(url, pool_size=1, client_name="ff-admin") as client:
         info = text(await client.execute("INFO", "server"))

@@ -1,11 +1,15 @@
 """A private valkey-server (or redis-server) child process for the zero-config setup.
 
-Used by `ff serve` with no Valkey address, by the test fixtures and by the benchmarks.
-Knows nothing about FlowFabric: it starts a server, waits for PING and stops it.
+`EmbeddedServer` knows nothing about FlowFabric: it starts a server, waits for PING and
+stops it (the test fixtures and benchmarks use it as it is). `embedded_deployment` is
+what `ff serve` and `Server.running` use with no Valkey address configured: the server
+plus the files an embedded deployment keeps beside its data (the URL workers read, the
+HMAC secret).
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import signal
 import socket
@@ -14,7 +18,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import msgspec
 import trio
+
+from ff.config import ServerConfig, validate_secret
 
 SERVER_BINARIES = ("valkey-server", "redis-server")
 
@@ -23,6 +30,8 @@ INSTALL_HINT = (
     "bookworm-backports suite and run `apt-get install -t bookworm-backports valkey-server` "
     "(or `apt-get install redis-server` for Redis 7.0)"
 )
+SECRET_FILE = "hmac_secret"
+URL_FILE = "valkey.url"  # read by `ff worker` started in the same directory
 
 
 class EmbeddedServerError(RuntimeError):
@@ -183,3 +192,29 @@ async def embedded_server(
     finally:
         await server.stop()
 
+
+
+def load_or_create_secret(data_dir: Path) -> str:
+    """The embedded deployment's HMAC secret: generated once, kept beside the data."""
+    path = data_dir / SECRET_FILE
+    if path.exists():
+        return validate_secret(path.read_text().strip())
+    secret = secrets.token_hex(32)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    return secret
+
+
+@asynccontextmanager
+async def embedded_deployment(
+    config: ServerConfig,
+) -> AsyncIterator[tuple[ServerConfig, EmbeddedServer]]:
+    """A private server under `config.data_dir` for a config with no Valkey address;
+    yields the config completed with its URL and HMAC secret, and the server."""
+    data_dir = Path(config.data_dir)
+    async with embedded_server(data_dir / "valkey") as server:
+        (data_dir / URL_FILE).write_text(server.url + "\n")
+        secret = config.waitpoint_hmac_secret or load_or_create_secret(data_dir)
+        yield msgspec.structs.replace(
+            config, valkey_url=server.url, waitpoint_hmac_secret=secret), server

@@ -17,18 +17,17 @@ from typing import TypeVar
 
 from ff.core.errors import ContentionError, ValidationError
 from ff.core.ids import validate_lane, validate_worker_id
-from ff.core.keys import ExecKeys, IndexKeys
-from ff.core.partitions import PartitionConfig, flow_tag, fnv1a_64
+from ff.core.keys import IndexKeys
+from ff.core.limits import GRANT_TTL_MAX_MS, GRANT_TTL_MIN_MS
+from ff.core.partitions import PartitionConfig, fnv1a_64
 from ff.core.policy import capabilities_csv
 from ff.core.records import ClaimGrant, LeaseHandle
-from ff.script import execution as execution_fns
 from ff.script import lease as lease_fns
-from ff.script.library import FunctionLibrary, Reply
+from ff.script import scheduling as scheduling_fns
+from ff.script.library import FunctionLibrary
 
 MAX_PARTITIONS_PER_SCAN = 32
 ROTATION_WINDOW_MS = 250
-GRANT_SCAN_LIMIT = 16
-GRANT_TTL_MAX_MS = 60_000
 
 T = TypeVar("T")
 
@@ -102,24 +101,13 @@ class Scheduler:
     ) -> ClaimGrant | None:
         """A grant for the best execution this worker may run, or None when there is none."""
         caps_csv = self._validate(lane_id, worker_id, worker_instance_id, capabilities)
-        if not 1 <= grant_ttl_ms <= GRANT_TTL_MAX_MS:
-            raise ValidationError("invalid_input", "grant_ttl_ms must be in 1..60000")
-        args = (worker_id, worker_instance_id, lane_id, "", grant_ttl_ms, "", "", caps_csv,
-                GRANT_SCAN_LIMIT)
+        check_grant_ttl(grant_ttl_ms)
 
         async def grant_in(partition: int) -> ClaimGrant | None:
-            idx = IndexKeys(partition)
-            reply = await self.library.call(
-                "ff_issue_grant_for_next",
-                (idx.lane(lane_id, "reclaimable"), idx.lane(lane_id, "eligible")), args)
-            eid = reply.str(0)
-            if not eid:
-                return None
-            return ClaimGrant(
-                execution_id=eid, partition_key=flow_tag(partition),
-                grant_key=ExecKeys(eid).claim_grant, expires_at_ms=reply.int(1),
-                lane_id=lane_id, kind=reply.str(2),
-            )
+            return await scheduling_fns.issue_grant_for_next(
+                self.library, partition, lane_id=lane_id, worker_id=worker_id,
+                worker_instance_id=worker_instance_id, grant_ttl_ms=grant_ttl_ms,
+                worker_caps_csv=caps_csv)
 
         return await self._first(lane_id, worker_instance_id, grant_in)
 
@@ -131,7 +119,6 @@ class Scheduler:
         worker_instance_id: str,
         capabilities: Iterable[str] = (),
         lease_ttl_ms: int,
-        default_max_reclaim_count: int = 100,
     ) -> LeaseHandle | None:
         """Grant and lease in one call per partition (`ff_claim_next`), for a worker that
         runs the scheduler itself: the same choice as `claim_for_worker` followed by
@@ -139,18 +126,20 @@ class Scheduler:
         caps_csv = self._validate(lane_id, worker_id, worker_instance_id, capabilities)
 
         async def lease_in(partition: int) -> LeaseHandle | None:
-            idx = IndexKeys(partition)
-            reply = await self.library.call(
-                "ff_claim_next",
-                (idx.lane(lane_id, "reclaimable"), idx.lane(lane_id, "eligible")),
-                (worker_id, worker_instance_id, lane_id, caps_csv, str(uuid.uuid4()),
-                 lease_ttl_ms, str(uuid.uuid4()), GRANT_SCAN_LIMIT, default_max_reclaim_count),
-            )
-            if reply.status == "EMPTY":
-                return None
-            return execution_fns.lease_handle(reply.str(0), Reply(reply.status, reply.values[1:]))
+            return await scheduling_fns.claim_next(
+                self.library, partition, lane_id=lane_id, worker_id=worker_id,
+                worker_instance_id=worker_instance_id, worker_caps_csv=caps_csv,
+                lease_id=str(uuid.uuid4()), lease_ttl_ms=lease_ttl_ms,
+                attempt_id=str(uuid.uuid4()))
 
         return await self._first(lane_id, worker_instance_id, lease_in)
+
+
+def check_grant_ttl(grant_ttl_ms: int) -> None:
+    """The one validation of a grant TTL in Python (the library applies the same bounds)."""
+    if not GRANT_TTL_MIN_MS <= grant_ttl_ms <= GRANT_TTL_MAX_MS:
+        raise ValidationError(
+            "invalid_input", f"grant_ttl_ms must be in {GRANT_TTL_MIN_MS}..{GRANT_TTL_MAX_MS}")
 
 
 def new_worker_instance_id() -> str:
@@ -169,14 +158,14 @@ async def lease_from_grant(
     attempt (the library says which when the fresh claim does not apply)."""
     common = {
         "worker_id": worker_id, "worker_instance_id": worker_instance_id,
-        "lane_id": grant.lane_id, "lease_id": str(uuid.uuid4()),
-        "lease_ttl_ms": lease_ttl_ms, "attempt_id": str(uuid.uuid4()),
+        "lease_id": str(uuid.uuid4()), "lease_ttl_ms": lease_ttl_ms,
+        "attempt_id": str(uuid.uuid4()),
     }
     if grant.kind == "reclaim":
         return await lease_fns.reclaim_execution(library, grant.execution_id, **common)
     try:
-        return await execution_fns.claim_execution(library, grant.execution_id, **common)
+        return await lease_fns.claim_execution(library, grant.execution_id, **common)
     except ContentionError as exc:
         if exc.code != "use_claim_resumed_execution":
             raise
-    return await execution_fns.claim_resumed_execution(library, grant.execution_id, **common)
+    return await lease_fns.claim_resumed_execution(library, grant.execution_id, **common)

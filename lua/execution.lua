@@ -1,5 +1,19 @@
--- Execution lifecycle: create, claim (fresh and resumed), complete, fail (with retry),
--- cancel, delay, expire, replay, tags and the retention purge.
+-- Execution lifecycle: create, complete, fail (with retry), cancel, delay, expire,
+-- replay, tags and the retention purge.
+-- @requires util, facts, record, lease
+
+local fmt, ok, already, err = util.fmt, util.ok, util.already, util.err
+local is_set, to_int, arg_int, bad_number = util.is_set, util.to_int, util.arg_int, util.bad_number
+local tag_of, decode_json, now_ms = util.tag_of, util.decode_json, util.now_ms
+local caps_problem = util.caps_problem
+local exec_key, attempt_key, stream_key = util.exec_key, util.attempt_key, util.stream_key
+local idx_key, lane_key = util.idx_key, util.lane_key
+local load_exec, new_exec, not_found, not_active = record.load_exec, record.new_exec,
+  record.not_found, record.not_active
+local write_state, add_eligible, history = record.write_state, record.add_eligible, record.history
+local release_lease_indexes, close_stream = record.release_lease_indexes, record.close_stream
+local end_attempt, finish, load_policy = record.end_attempt, record.finish, record.load_policy
+local holder_check, already_ended_by_caller = lease.holder_check, lease.already_ended_by_caller
 
 -- Validates the policy JSON the way the Python Structs do for the fields Lua relies on.
 -- Returns decoded policy (or {}), required caps CSV, or nil + error reply.
@@ -39,12 +53,23 @@ local function check_policy(raw)
 end
 
 -- ff_create_execution
---   KEYS[1] exec core
---   ARGV    1 eid, 2 namespace, 3 lane_id, 4 execution_kind, 5 priority,
---           6 creator_identity, 7 policy_json, 8 input_payload, 9 payload_encoding,
---           10 delay_until (""/ms), 11 dedup_ttl_ms, 12 idempotency_key,
---           13 tags_json (object), 14 execution_deadline_at (""/ms), 15 partition_id
---   Returns ok(eid, public_state) or DUPLICATE(existing eid)
+--   KEYS[1]  exec core
+--   ARGV[1]  execution_id
+--   ARGV[2]  namespace
+--   ARGV[3]  lane_id
+--   ARGV[4]  execution_kind
+--   ARGV[5]  priority (clamped to 0..PRIORITY_MAX)
+--   ARGV[6]  creator_identity
+--   ARGV[7]  policy_json
+--   ARGV[8]  input_payload
+--   ARGV[9]  payload_encoding
+--   ARGV[10] delay_until ("" or ms)
+--   ARGV[11] dedup_ttl_ms
+--   ARGV[12] idempotency_key
+--   ARGV[13] tags_json (object)
+--   ARGV[14] execution_deadline_at ("" or ms)
+--   ARGV[15] partition_id
+--   Reply    OK(execution_id, public_state) or DUPLICATE(existing execution_id)
 --   Errors  invalid_input, invalid_policy_json, invalid_capabilities
 redis.register_function('ff_create_execution', function(keys, args)
   local eid, ns, lane = args[1], args[2] or '', args[3]
@@ -52,7 +77,7 @@ redis.register_function('ff_create_execution', function(keys, args)
   local priority = arg_int(args[5] ~= '' and args[5] or '0')
   if priority == nil then return bad_number('priority', args[5]) end
   if priority < 0 then priority = 0 end
-  if priority > PRIORITY_MAX then priority = PRIORITY_MAX end
+  if priority > facts.PRIORITY_MAX then priority = facts.PRIORITY_MAX end
   local delay_until = arg_int(args[10])
   if is_set(args[10]) and delay_until == nil then return bad_number('delay_until', args[10]) end
   local dedup_ttl = arg_int(args[11]) or 0
@@ -77,8 +102,7 @@ redis.register_function('ff_create_execution', function(keys, args)
     deadline = now + to_int(timeout_policy.execution_deadline_ms, 0)
   end
   local delayed = delay_until ~= nil and delay_until > now
-  local ctx = {eid = eid, tag = tag, key = keys[1], lane = lane, core = {},
-    k = function(suffix) return exec_key(tag, eid, suffix) end}
+  local ctx = new_exec(keys[1], eid, lane)
   local fields = {
     'execution_id', eid, 'namespace', ns, 'lane_id', lane, 'execution_kind', args[4] or '',
     'partition_id', args[15] or '', 'priority', fmt(priority),
@@ -121,131 +145,21 @@ redis.register_function('ff_create_execution', function(keys, args)
     end
     if #flat > 0 then redis.call('HSET', ctx.k('tags'), unpack(flat)) end
   end
-  redis.call('SADD', idx_key(tag, 'all_executions'), eid)
+  redis.call('ZADD', idx_key(tag, 'all_executions'), 0, eid)
   if deadline then redis.call('ZADD', idx_key(tag, 'execution_deadline'), fmt(deadline), eid) end
   if idem and dedup_ttl > 0 then redis.call('SET', idem, eid, 'PX', fmt(dedup_ttl), 'NX') end
   return ok(eid, ctx.core.public_state)
 end)
 
--- Why a fresh claim is not possible now (an error reply), or nil.
-local function fresh_claim_problem(core)
-  if not is_claimable(core) or core.terminal_outcome ~= 'none' then
-    return err('execution_not_leaseable', core.lifecycle_phase or '', core.eligibility_state or '')
-  end
-  if core.ownership_state ~= 'unowned' then return err('lease_conflict') end
-  if core.attempt_state == 'running_attempt' then return err('active_attempt_exists') end
-  if core.attempt_state == 'attempt_interrupted' then return err('use_claim_resumed_execution') end
-  return nil
-end
-
--- Starts a fresh attempt (initial, retry or replay, from the pending state) under a lease.
-local function fresh_claim(ctx, p, now)
-  local core = ctx.core
-  local idx = fmt(to_int(core.total_attempt_count, 0))
-  local attempt_type, lineage = 'initial', {}
-  if core.attempt_state == 'pending_retry_attempt' then
-    attempt_type = 'retry'
-    lineage = {'retry_reason', core.pending_retry_reason or '',
-      'previous_attempt_index', core.pending_previous_attempt_index or ''}
-  elseif core.attempt_state == 'pending_replay_attempt' then
-    attempt_type = 'replay'
-    lineage = {'replay_reason', core.pending_replay_reason or '',
-      'replay_requested_by', core.pending_replay_requested_by or '',
-      'replayed_from_attempt_index', core.pending_previous_attempt_index or ''}
-  end
-  redis.call('HSET', attempt_key(ctx.tag, ctx.eid, idx), 'attempt_id', p.attempt_id,
-    'execution_id', ctx.eid, 'attempt_index', idx, 'attempt_type', attempt_type,
-    'attempt_state', 'started', 'created_at', fmt(now), 'started_at', fmt(now), unpack(lineage))
-  redis.call('ZADD', ctx.k('attempts'), fmt(now), idx)
-  return grant_lease(ctx, p, idx, p.attempt_id, attempt_type, now, {
-    'total_attempt_count', fmt(to_int(idx, 0) + 1), 'pending_retry_reason', '',
-    'pending_replay_reason', '', 'pending_replay_requested_by', '',
-    'pending_previous_attempt_index', '', 'pending_replay_attempt', '',
-  })
-end
-
--- Why a resume claim is not possible now (an error reply), or nil.
-local function resume_claim_problem(core)
-  if not is_claimable(core) then
-    return err('execution_not_leaseable', core.lifecycle_phase or '', core.eligibility_state or '')
-  end
-  if core.ownership_state ~= 'unowned' then return err('lease_conflict') end
-  if core.attempt_state ~= 'attempt_interrupted' then return err('not_a_resumed_execution') end
-  return nil
-end
-
--- A new lease on the same, interrupted attempt.
-local function resume_claim(ctx, p, now)
-  local idx = ctx.core.current_attempt_index
-  redis.call('HSET', attempt_key(ctx.tag, ctx.eid, idx), 'attempt_state', 'started',
-    'resumed_at', fmt(now))
-  p.renew_before = nil
-  return grant_lease(ctx, p, idx, ctx.core.current_attempt_id, 'resumed', now, nil)
-end
-
--- ff_claim_execution: consume a claim grant and start a fresh attempt.
---   KEYS[1] exec core
---   ARGV    eid, worker_id, worker_instance_id, lane, lease_id, lease_ttl_ms, attempt_id,
---           renew_before_ms ("" = ttl*2/3)
---   Returns ok(lease_id, epoch, expires_at, attempt_id, attempt_index, attempt_type,
---           execution_kind, namespace, payload_encoding, payload, lane_id, created_at,
---           priority, tag_k1, tag_v1, ...); attempt_type initial | retry | replay
---   Errors  execution_not_found, invalid_input, execution_not_leaseable, lease_conflict,
---           active_attempt_exists, use_claim_resumed_execution, invalid_claim_grant,
---           claim_grant_expired
-redis.register_function('ff_claim_execution', function(keys, args)
-  local p, bad = lease_params(args)
-  if not p then return bad end
-  local ctx = load_exec(keys[1], args[1])
-  if not ctx then return not_found(args[1]) end
-  local problem = fresh_claim_problem(ctx.core)
-  if problem then return problem end
-  local now = now_ms()
-  local bad_grant = check_grant(ctx, p.worker_id, now, true)
-  if bad_grant then return bad_grant end
-  return fresh_claim(ctx, p, now)
-end)
-
--- ff_claim_resumed_execution: a new lease on the same, interrupted attempt (after a
--- worker delay or a resumed suspension).
---   KEYS[1] exec core
---   ARGV    as ff_claim_execution
---   Returns as ff_claim_execution with attempt_type 'resumed'
---   Errors  execution_not_found, invalid_input, execution_not_leaseable, lease_conflict,
---           not_a_resumed_execution, invalid_claim_grant, claim_grant_expired
-redis.register_function('ff_claim_resumed_execution', function(keys, args)
-  local p, bad = lease_params(args)
-  if not p then return bad end
-  local ctx = load_exec(keys[1], args[1])
-  if not ctx then return not_found(args[1]) end
-  local problem = resume_claim_problem(ctx.core)
-  if problem then return problem end
-  local now = now_ms()
-  local bad_grant = check_grant(ctx, p.worker_id, now, true)
-  if bad_grant then return bad_grant end
-  return resume_claim(ctx, p, now)
-end)
-
--- Fence + lease validation shared by the lease holder's terminal calls.
--- Returns nil or an error reply.
-local function holder_check(ctx, args, now)
-  local lease_id, epoch, attempt_id = resolve_fence(ctx.core, args[2], args[3], args[4], args[6])
-  if lease_id == nil then return epoch end
-  return check_lease(ctx, lease_id, epoch, attempt_id, now)
-end
-
--- Whether this call repeats one by the same holder that already ended the execution
--- with `outcome` (same epoch and attempt id).
-local function already_ended_by_caller(core, args, outcome)
-  return core.lifecycle_phase == 'terminal' and core.terminal_outcome == outcome
-    and is_set(args[3]) and core.current_lease_epoch == args[3]
-    and core.current_attempt_id == args[4]
-end
-
 -- ff_complete_execution
 --   KEYS[1] exec core
---   ARGV    eid, lease_id, lease_epoch, attempt_id, result_payload, source
---   Returns ok('completed'); ALREADY_SATISFIED('completed') when the same lease holder
+--   ARGV[1] execution_id
+--   ARGV[2] lease_id
+--   ARGV[3] lease_epoch
+--   ARGV[4] attempt_id
+--   ARGV[5] result_payload
+--   ARGV[6] source (operator_override: no fence needed)
+--   Reply   OK('completed'); ALREADY_SATISFIED('completed') when the same lease holder
 --           repeats a call that already succeeded
 --   Errors  execution_not_found, fence_required, partial_fence_triple,
 --           execution_not_active(+4), lease_revoked, lease_expired, stale_lease
@@ -253,11 +167,11 @@ redis.register_function('ff_complete_execution', function(keys, args)
   local ctx = load_exec(keys[1], args[1])
   if not ctx then return not_found(args[1]) end
   local core = ctx.core
-  if already_ended_by_caller(core, args, 'success') then
+  if already_ended_by_caller(core, args[3], args[4], 'success') then
     return already('completed')
   end
   local now = now_ms()
-  local bad = holder_check(ctx, args, now)
+  local bad = holder_check(ctx, args[2], args[3], args[4], args[6], now)
   if bad then return bad end
   end_attempt(ctx, 'ended_success', now, nil)
   close_stream(ctx, core.current_attempt_index, 'attempt_success', now)
@@ -293,17 +207,22 @@ end
 
 -- ff_fail_execution
 --   KEYS[1] exec core
---   ARGV    eid, lease_id, lease_epoch, attempt_id, failure_reason, source,
---           failure_category, retryable ("0" = never retry; else per retry_policy;
---           category worker_shutdown is always retried at once and not counted)
---   Returns ok('retry_scheduled', delay_until) | ok('terminal_failed');
+--   ARGV[1] execution_id
+--   ARGV[2] lease_id
+--   ARGV[3] lease_epoch
+--   ARGV[4] attempt_id
+--   ARGV[5] failure_reason
+--   ARGV[6] source
+--   ARGV[7] failure_category (worker_shutdown: retried at once, not counted)
+--   ARGV[8] retryable ("0" = never retry; else per retry_policy)
+--   Reply   OK('retry_scheduled', delay_until) | OK('terminal_failed');
 --           ALREADY_SATISFIED(same) when the same holder repeats a call that landed
 --   Errors  as ff_complete_execution
 redis.register_function('ff_fail_execution', function(keys, args)
   local ctx = load_exec(keys[1], args[1])
   if not ctx then return not_found(args[1]) end
   local core = ctx.core
-  if already_ended_by_caller(core, args, 'failed') then
+  if already_ended_by_caller(core, args[3], args[4], 'failed') then
     return already('terminal_failed')
   end
   if core.lifecycle_phase == 'runnable' and core.attempt_state == 'pending_retry_attempt'
@@ -311,7 +230,7 @@ redis.register_function('ff_fail_execution', function(keys, args)
     return already('retry_scheduled', core.delay_until or '')
   end
   local now = now_ms()
-  local bad = holder_check(ctx, args, now)
+  local bad = holder_check(ctx, args[2], args[3], args[4], args[6], now)
   if bad then return bad end
   local reason, category = args[5] or '', args[7] or ''
   local idx = core.current_attempt_index
@@ -352,8 +271,12 @@ end)
 
 -- ff_cancel_execution
 --   KEYS[1] exec core
---   ARGV    eid, reason, source, lease_id, lease_epoch
---   Returns ok('cancelled', previous_phase); ALREADY_SATISFIED('cancelled', 'terminal')
+--   ARGV[1] execution_id
+--   ARGV[2] reason
+--   ARGV[3] source
+--   ARGV[4] lease_id
+--   ARGV[5] lease_epoch
+--   Reply   OK('cancelled', previous_phase); ALREADY_SATISFIED('cancelled', 'terminal')
 --           when it is already cancelled
 --   Errors  execution_not_found, execution_not_active(+4) (terminal otherwise),
 --           fence_required (a non-operator source cancelling an active execution must
@@ -393,8 +316,13 @@ end)
 
 -- ff_delay_execution: the lease holder gives the attempt back until `delay_until`.
 --   KEYS[1] exec core
---   ARGV    eid, lease_id, lease_epoch, attempt_id, delay_until, source
---   Returns ok(delay_until)
+--   ARGV[1] execution_id
+--   ARGV[2] lease_id
+--   ARGV[3] lease_epoch
+--   ARGV[4] attempt_id
+--   ARGV[5] delay_until (ms)
+--   ARGV[6] source
+--   Reply   OK(delay_until)
 --   Errors  invalid_input and those of ff_complete_execution
 redis.register_function('ff_delay_execution', function(keys, args)
   local delay_until = arg_int(args[5])
@@ -402,7 +330,7 @@ redis.register_function('ff_delay_execution', function(keys, args)
   local ctx = load_exec(keys[1], args[1])
   if not ctx then return not_found(args[1]) end
   local now = now_ms()
-  local bad = holder_check(ctx, {args[1], args[2], args[3], args[4], nil, args[6]}, now)
+  local bad = holder_check(ctx, args[2], args[3], args[4], args[6], now)
   if bad then return bad end
   local idx = ctx.core.current_attempt_index
   redis.call('HSET', attempt_key(ctx.tag, ctx.eid, idx), 'attempt_state', 'suspended',
@@ -429,9 +357,10 @@ end)
 
 -- ff_expire_execution (attempt_timeout and execution_deadline scanners; idempotent)
 --   KEYS[1] exec core
---   ARGV    eid, expire_reason (attempt_timeout | execution_deadline)
---   Returns ok('expired', previous_phase) | ok('already_terminal') |
---           ok('not_found_cleaned') | ok('not_due')
+--   ARGV[1] execution_id
+--   ARGV[2] expire_reason (attempt_timeout | execution_deadline)
+--   Reply   OK(outcome[, previous_phase]): outcome expired (with the phase it left) |
+--           already_terminal | not_found_cleaned | not_due
 redis.register_function('ff_expire_execution', function(keys, args)
   local tag = tag_of(keys[1])
   local reason = is_set(args[2]) and args[2] or 'attempt_timeout'
@@ -471,8 +400,10 @@ end)
 
 -- ff_replay_execution: run a terminal execution again (new attempt of type replay).
 --   KEYS[1] exec core
---   ARGV    eid, requested_by, reason
---   Returns ok(public_state)
+--   ARGV[1] execution_id
+--   ARGV[2] requested_by
+--   ARGV[3] reason
+--   Reply   OK(public_state)
 --   Errors  execution_not_found, execution_not_terminal, max_replays_exhausted(limit)
 redis.register_function('ff_replay_execution', function(keys, args)
   local ctx = load_exec(keys[1], args[1])
@@ -499,9 +430,10 @@ redis.register_function('ff_replay_execution', function(keys, args)
 end)
 
 -- ff_set_execution_tags
---   KEYS[1] exec core
---   ARGV    k1, v1, k2, v2, ... (keys: lowercase `<caller>.<field>`)
---   Returns ok(pair_count)
+--   KEYS[1]    exec core
+--   ARGV[2i-1] tag key i (lowercase `<caller>.<field>`)
+--   ARGV[2i]   tag value i
+--   Reply      OK(pair_count)
 --   Errors  execution_not_found, invalid_input, invalid_tag_key(key)
 redis.register_function('ff_set_execution_tags', function(keys, args)
   if #args == 0 or #args % 2 ~= 0 then return err('invalid_input', 'tags come in pairs') end
@@ -521,16 +453,18 @@ end)
 -- ff_purge_execution (retention trimmer): delete every key of a terminal execution
 -- whose retention has passed.
 --   KEYS[1] exec core
---   ARGV    eid, lane_id, default_retention_ms
---   Returns ok('purged', deleted_key_count) | ok('not_due') | ok('not_terminal') |
---           ok('not_found_cleaned')
+--   ARGV[1] execution_id
+--   ARGV[2] lane_id
+--   ARGV[3] default_retention_ms
+--   Reply   OK(outcome[, deleted_key_count]): outcome purged (with the count) | not_due |
+--           not_terminal | not_found_cleaned
 redis.register_function('ff_purge_execution', function(keys, args)
   local eid, lane = args[1], args[2]
   local tag = tag_of(keys[1])
   local ctx = load_exec(keys[1], eid)
   if not ctx then
     redis.call('ZREM', lane_key(tag, lane, 'terminal'), eid)
-    redis.call('SREM', idx_key(tag, 'all_executions'), eid)
+    redis.call('ZREM', idx_key(tag, 'all_executions'), eid)
     return ok('not_found_cleaned')
   end
   local core = ctx.core
@@ -571,6 +505,6 @@ redis.register_function('ff_purge_execution', function(keys, args)
     deleted = deleted + redis.call('DEL', unpack(doomed, i, math.min(i + 499, #doomed)))
   end
   redis.call('ZREM', lane_key(tag, ctx.lane, 'terminal'), eid)
-  redis.call('SREM', idx_key(tag, 'all_executions'), eid)
+  redis.call('ZREM', idx_key(tag, 'all_executions'), eid)
   return ok('purged', fmt(deleted))
 end)

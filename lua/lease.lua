@@ -1,5 +1,18 @@
--- Leases: issuing one (shared by claim, resume and reclaim), renewing, expiring,
--- revoking, and reclaiming an execution whose lease was lost.
+-- Leases: taking one (fresh claim, resumed claim, reclaim: one shared lease writer),
+-- checking a holder's fence, renewing, expiring, revoking, and the reclaim cap.
+-- @requires util, facts, record
+
+local fmt, ok, already, err = util.fmt, util.ok, util.already, util.err
+local is_set, to_int, arg_int, bad_number = util.is_set, util.to_int, util.arg_int, util.bad_number
+local hgetall, tag_of = util.hgetall, util.tag_of
+local attempt_key, idx_key, lane_key = util.attempt_key, util.idx_key, util.lane_key
+local worker_leases_key, now_ms = util.worker_leases_key, util.now_ms
+local load_exec, not_found, not_active = record.load_exec, record.not_found, record.not_active
+local write_state, eligible_score, history = record.write_state, record.eligible_score,
+  record.history
+local release_lease_indexes, close_stream = record.release_lease_indexes, record.close_stream
+local end_attempt, finish, load_policy = record.end_attempt, record.finish, record.load_policy
+local is_claimable, is_reclaimable = record.is_claimable, record.is_reclaimable
 
 -- Checks a claim grant for `worker_id`; returns nil or an error reply.
 local function check_grant(ctx, worker_id, now, check_expiry)
@@ -14,7 +27,10 @@ local function check_grant(ctx, worker_id, now, check_expiry)
 end
 
 -- Writes a fresh lease for (worker_id, wiid) on attempt `idx` and indexes it.
--- Returns the reply tail shared by claim, claim_resumed and reclaim.
+-- Returns the lease reply shared by every claim path:
+--   execution_id, lease_id, lease_epoch, expires_at, attempt_id, attempt_index,
+--   attempt_type, execution_kind, namespace, payload_encoding, payload, lane_id,
+--   created_at, priority, {tag_k1, tag_v1, ...}
 local function grant_lease(ctx, p, idx, attempt_id, attempt_type, now, extra)
   local core = ctx.core
   local epoch = fmt(to_int(core.current_lease_epoch, 0) + 1)
@@ -65,36 +81,245 @@ local function grant_lease(ctx, p, idx, attempt_id, attempt_type, now, extra)
   history(ctx, attempt_type == 'reclaim' and 'reclaimed' or 'acquired', attempt_type,
     {'worker_id', p.worker_id, 'worker_instance_id', p.wiid})
   -- What the worker needs to run the attempt, so it does not read the record again.
-  local reply = {1, 'OK', p.lease_id, epoch, fmt(expires), attempt_id, idx, attempt_type,
+  return ok(ctx.eid, p.lease_id, epoch, fmt(expires), attempt_id, idx, attempt_type,
     core.execution_kind or '', core.namespace or '', core.payload_encoding or '',
     redis.call('GET', ctx.k('payload')) or '', core.lane_id or '',
-    core.created_at or '', core.priority or '0'}
-  local tags = redis.call('HGETALL', ctx.k('tags'))
-  for i = 1, #tags do reply[#reply + 1] = tags[i] end
-  return reply
+    core.created_at or '', core.priority or '0', redis.call('HGETALL', ctx.k('tags')))
 end
 
--- Parses the lease-taking ARGV shared by claim, claim_resumed and reclaim:
--- eid, worker_id, worker_instance_id, lane, lease_id, lease_ttl_ms, attempt_id, [renew_before]
-local function lease_params(args)
-  local p = {
-    worker_id = args[2], wiid = args[3], lane = args[4], lease_id = args[5],
-    ttl = arg_int(args[6]), attempt_id = args[7], renew_before = arg_int(args[8]),
-  }
+-- The lease-taking arguments shared by claim, claim_resumed, reclaim and claim_next.
+local function lease_params(worker_id, wiid, lease_id, ttl_arg, attempt_id)
+  local p = {worker_id = worker_id, wiid = wiid, lease_id = lease_id,
+    ttl = arg_int(ttl_arg), attempt_id = attempt_id}
   if not is_set(p.worker_id) or not is_set(p.wiid) or not is_set(p.lease_id)
       or not is_set(p.attempt_id) then
     return nil, err('invalid_input',
       'worker_id, worker_instance_id, lease_id and attempt_id are required')
   end
-  if p.ttl == nil or p.ttl <= 0 then return nil, bad_number('lease_ttl_ms', args[6]) end
+  if p.ttl == nil or p.ttl <= 0 then return nil, bad_number('lease_ttl_ms', ttl_arg) end
   return p
 end
 
+local function mark_expired(ctx, now)
+  local core = ctx.core
+  write_state(ctx, {
+    ownership_state = 'lease_expired_reclaimable', blocking_reason = 'waiting_for_worker',
+    blocking_detail = 'lease expired', attempt_state = 'attempt_interrupted',
+  }, now, {'lease_expired_at', fmt(now)})
+  redis.call('ZREM', idx_key(ctx.tag, 'lease_expiry'), ctx.eid)
+  redis.call('ZADD', lane_key(ctx.tag, ctx.lane, 'reclaimable'), eligible_score(core), ctx.eid)
+  close_stream(ctx, core.current_attempt_index, 'lease_expired', now)
+  history(ctx, 'expired', '', {'worker_id', core.current_worker_id or '',
+    'worker_instance_id', core.current_worker_instance_id or ''})
+end
+
+-- Resolve the fence triple: a full triple, or an empty one with operator_override
+-- (bound to the current lease). Returns lease_id, epoch, attempt_id or nil, error.
+local function resolve_fence(core, lease_id, epoch, attempt_id, source)
+  local given = (is_set(lease_id) and 1 or 0) + (is_set(epoch) and 1 or 0)
+    + (is_set(attempt_id) and 1 or 0)
+  if given == 3 then return lease_id, epoch, attempt_id end
+  if given ~= 0 then return nil, err('partial_fence_triple') end
+  if source ~= 'operator_override' then return nil, err('fence_required') end
+  return core.current_lease_id or '', core.current_lease_epoch or '', core.current_attempt_id or ''
+end
+
+-- Full lease validation for a lease holder's write. Marks an expired lease on the way.
+local function check_lease(ctx, lease_id, epoch, attempt_id, now)
+  local core = ctx.core
+  if core.lifecycle_phase ~= 'active' then return not_active(core) end
+  if core.ownership_state == 'lease_revoked' or is_set(core.lease_revoked_at) then
+    return err('lease_revoked')
+  end
+  if core.ownership_state == 'lease_expired_reclaimable' then return err('lease_expired') end
+  if to_int(core.lease_expires_at, 0) <= now then
+    mark_expired(ctx, now)
+    return err('lease_expired')
+  end
+  if core.current_lease_id ~= lease_id or core.current_lease_epoch ~= epoch
+      or core.current_attempt_id ~= attempt_id then
+    return err('stale_lease')
+  end
+  return nil
+end
+
+-- Fence + lease validation shared by the lease holder's terminal calls, whose ARGV
+-- start eid, lease_id, lease_epoch, attempt_id. Returns nil or an error reply.
+local function holder_check(ctx, lease_id, epoch, attempt_id, source, now)
+  local fence_lease, fence_epoch, fence_attempt = resolve_fence(ctx.core, lease_id, epoch,
+    attempt_id, source)
+  if fence_lease == nil then return fence_epoch end
+  return check_lease(ctx, fence_lease, fence_epoch, fence_attempt, now)
+end
+
+-- Whether this call repeats one by the same holder that already ended the execution
+-- with `outcome` (same epoch and attempt id).
+local function already_ended_by_caller(core, epoch, attempt_id, outcome)
+  return core.lifecycle_phase == 'terminal' and core.terminal_outcome == outcome
+    and is_set(epoch) and core.current_lease_epoch == epoch
+    and core.current_attempt_id == attempt_id
+end
+
+-- How many reclaims the execution's policy allows (the top-level field wins).
+local function reclaim_cap(ctx)
+  local policy = load_policy(ctx)
+  return to_int(policy.max_reclaim_count, nil)
+    or to_int((policy.timeout_policy or {}).max_reclaim_count, nil)
+    or facts.RECLAIM_CAP_DEFAULT
+end
+
+-- Past the reclaim cap an execution is failed for good (max_reclaims_exceeded): a
+-- crash loop must end. Returns the cap when that happened, else nil.
+local function fail_if_reclaim_cap_hit(ctx, now)
+  local core = ctx.core
+  local cap = reclaim_cap(ctx)
+  if to_int(core.lease_reclaim_count, 0) < cap then return nil end
+  end_attempt(ctx, 'ended_failure', now, {'failure_reason', 'max_reclaims_exceeded'})
+  close_stream(ctx, core.current_attempt_index, 'reclaimed', now)
+  finish(ctx, 'failed', now, {'failure_reason', 'max_reclaims_exceeded'})
+  history(ctx, 'released', 'failed_terminal')
+  return cap
+end
+
+-- A new attempt, of type reclaim, for a reclaimable execution (checks already done).
+local function reclaim_lease(ctx, p, now)
+  local core = ctx.core
+  local old_idx = core.current_attempt_index
+  local reason = 'lease_' .. (core.ownership_state or '')
+  end_attempt(ctx, 'interrupted_reclaimed', now, {'failure_reason', reason})
+  close_stream(ctx, old_idx, 'reclaimed', now)
+  if is_set(core.current_worker_instance_id) then
+    redis.call('SREM', worker_leases_key(ctx.tag, core.current_worker_instance_id), ctx.eid)
+  end
+  local idx = fmt(to_int(core.total_attempt_count, 0))
+  redis.call('HSET', attempt_key(ctx.tag, ctx.eid, idx), 'attempt_id', p.attempt_id,
+    'execution_id', ctx.eid, 'attempt_index', idx, 'attempt_type', 'reclaim',
+    'attempt_state', 'started', 'created_at', fmt(now), 'started_at', fmt(now),
+    'reclaim_reason', reason, 'previous_attempt_index', old_idx or '')
+  redis.call('ZADD', ctx.k('attempts'), fmt(now), idx)
+  return grant_lease(ctx, p, idx, p.attempt_id, 'reclaim', now, {
+    'total_attempt_count', fmt(to_int(idx, 0) + 1),
+    'lease_reclaim_count', fmt(to_int(core.lease_reclaim_count, 0) + 1),
+  })
+end
+
+-- Why a fresh claim is not possible now (an error reply), or nil.
+local function fresh_claim_problem(core)
+  if not is_claimable(core) or core.terminal_outcome ~= 'none' then
+    return err('execution_not_leaseable', core.lifecycle_phase or '', core.eligibility_state or '')
+  end
+  if core.ownership_state ~= 'unowned' then return err('lease_conflict') end
+  if core.attempt_state == 'running_attempt' then return err('active_attempt_exists') end
+  if core.attempt_state == 'attempt_interrupted' then return err('use_claim_resumed_execution') end
+  return nil
+end
+
+-- Starts a fresh attempt (initial, retry or replay, from the pending state) under a lease.
+local function fresh_claim(ctx, p, now)
+  local core = ctx.core
+  local idx = fmt(to_int(core.total_attempt_count, 0))
+  local attempt_type, lineage = 'initial', {}
+  if core.attempt_state == 'pending_retry_attempt' then
+    attempt_type = 'retry'
+    lineage = {'retry_reason', core.pending_retry_reason or '',
+      'previous_attempt_index', core.pending_previous_attempt_index or ''}
+  elseif core.attempt_state == 'pending_replay_attempt' then
+    attempt_type = 'replay'
+    lineage = {'replay_reason', core.pending_replay_reason or '',
+      'replay_requested_by', core.pending_replay_requested_by or '',
+      'replayed_from_attempt_index', core.pending_previous_attempt_index or ''}
+  end
+  redis.call('HSET', attempt_key(ctx.tag, ctx.eid, idx), 'attempt_id', p.attempt_id,
+    'execution_id', ctx.eid, 'attempt_index', idx, 'attempt_type', attempt_type,
+    'attempt_state', 'started', 'created_at', fmt(now), 'started_at', fmt(now), unpack(lineage))
+  redis.call('ZADD', ctx.k('attempts'), fmt(now), idx)
+  return grant_lease(ctx, p, idx, p.attempt_id, attempt_type, now, {
+    'total_attempt_count', fmt(to_int(idx, 0) + 1), 'pending_retry_reason', '',
+    'pending_replay_reason', '', 'pending_replay_requested_by', '',
+    'pending_previous_attempt_index', '', 'pending_replay_attempt', '',
+  })
+end
+
+-- Why a resume claim is not possible now (an error reply), or nil.
+local function resume_claim_problem(core)
+  if not is_claimable(core) then
+    return err('execution_not_leaseable', core.lifecycle_phase or '', core.eligibility_state or '')
+  end
+  if core.ownership_state ~= 'unowned' then return err('lease_conflict') end
+  if core.attempt_state ~= 'attempt_interrupted' then return err('not_a_resumed_execution') end
+  return nil
+end
+
+-- A new lease on the same, interrupted attempt.
+local function resume_claim(ctx, p, now)
+  local idx = ctx.core.current_attempt_index
+  redis.call('HSET', attempt_key(ctx.tag, ctx.eid, idx), 'attempt_state', 'started',
+    'resumed_at', fmt(now))
+  return grant_lease(ctx, p, idx, ctx.core.current_attempt_id, 'resumed', now, nil)
+end
+
+-- ff_claim_execution: consume a claim grant and start a fresh attempt.
+--   KEYS[1] exec core
+--   ARGV[1] execution_id
+--   ARGV[2] worker_id
+--   ARGV[3] worker_instance_id
+--   ARGV[4] lease_id
+--   ARGV[5] lease_ttl_ms
+--   ARGV[6] attempt_id
+--   ARGV[7] renew_before_ms ("" = ttl*2/3)
+--   Reply   OK(<the lease reply of grant_lease>); attempt_type initial | retry | replay
+--   Errors  execution_not_found, invalid_input, execution_not_leaseable, lease_conflict,
+--           active_attempt_exists, use_claim_resumed_execution, invalid_claim_grant,
+--           claim_grant_expired
+redis.register_function('ff_claim_execution', function(keys, args)
+  local p, bad = lease_params(args[2], args[3], args[4], args[5], args[6])
+  if not p then return bad end
+  p.renew_before = arg_int(args[7])
+  local ctx = load_exec(keys[1], args[1])
+  if not ctx then return not_found(args[1]) end
+  local problem = fresh_claim_problem(ctx.core)
+  if problem then return problem end
+  local now = now_ms()
+  local bad_grant = check_grant(ctx, p.worker_id, now, true)
+  if bad_grant then return bad_grant end
+  return fresh_claim(ctx, p, now)
+end)
+
+-- ff_claim_resumed_execution: a new lease on the same, interrupted attempt (after a
+-- worker delay or a resumed suspension).
+--   KEYS[1] exec core
+--   ARGV[1] execution_id
+--   ARGV[2] worker_id
+--   ARGV[3] worker_instance_id
+--   ARGV[4] lease_id
+--   ARGV[5] lease_ttl_ms
+--   ARGV[6] attempt_id (unused: the interrupted attempt keeps its id)
+--   Reply   OK(<the lease reply of grant_lease>) with attempt_type 'resumed'
+--   Errors  execution_not_found, invalid_input, execution_not_leaseable, lease_conflict,
+--           not_a_resumed_execution, invalid_claim_grant, claim_grant_expired
+redis.register_function('ff_claim_resumed_execution', function(keys, args)
+  local p, bad = lease_params(args[2], args[3], args[4], args[5], args[6])
+  if not p then return bad end
+  local ctx = load_exec(keys[1], args[1])
+  if not ctx then return not_found(args[1]) end
+  local problem = resume_claim_problem(ctx.core)
+  if problem then return problem end
+  local now = now_ms()
+  local bad_grant = check_grant(ctx, p.worker_id, now, true)
+  if bad_grant then return bad_grant end
+  return resume_claim(ctx, p, now)
+end)
+
 -- ff_renew_lease
 --   KEYS[1] exec core
---   ARGV    eid, attempt_index, attempt_id, lease_id, lease_epoch, lease_ttl_ms,
---           lease_history_grace_ms
---   Returns ok(new_expires_at)
+--   ARGV[1] execution_id
+--   ARGV[2] attempt_index
+--   ARGV[3] attempt_id
+--   ARGV[4] lease_id
+--   ARGV[5] lease_epoch
+--   ARGV[6] lease_ttl_ms
+--   ARGV[7] lease_history_grace_ms ("" = 5000)
+--   Reply   OK(expires_at)
 --   Errors  execution_not_found, invalid_input, fence_required, partial_fence_triple,
 --           execution_not_active(+4 details), lease_revoked, lease_expired, stale_lease
 redis.register_function('ff_renew_lease', function(keys, args)
@@ -123,8 +348,8 @@ end)
 
 -- ff_mark_lease_expired_if_due (lease_expiry scanner; idempotent)
 --   KEYS[1] exec core
---   ARGV    eid
---   Returns ok('marked_expired') or ALREADY_SATISFIED(reason) with reason one of
+--   ARGV[1] execution_id
+--   Reply   OK('marked_expired') or ALREADY_SATISFIED(reason), reason one of
 --           execution_not_found, not_active, already_expired, already_revoked, unowned,
 --           not_yet_expired (entries that no longer need watching leave lease_expiry)
 redis.register_function('ff_mark_lease_expired_if_due', function(keys, args)
@@ -153,17 +378,21 @@ end)
 
 -- ff_revoke_lease (operator)
 --   KEYS[1] exec core
---   ARGV    eid, expected_lease_id ("" = any), revoke_reason
---   Returns ok('revoked', lease_id, lease_epoch) or ALREADY_SATISFIED(already_revoked |
---           already_expired)
+--   ARGV[1] execution_id
+--   ARGV[2] expected_lease_id ("" = any)
+--   ARGV[3] revoke_reason
+--   Reply   OK('revoked', lease_id, lease_epoch) or ALREADY_SATISFIED(already_revoked |
+--           already_expired, '', '')
 --   Errors  execution_not_found, execution_not_active(+4), no_active_lease, stale_lease
 redis.register_function('ff_revoke_lease', function(keys, args)
   local ctx = load_exec(keys[1], args[1])
   if not ctx then return not_found(args[1]) end
   local core = ctx.core
   if core.lifecycle_phase ~= 'active' then return not_active(core) end
-  if core.ownership_state == 'lease_revoked' then return already('already_revoked') end
-  if core.ownership_state == 'lease_expired_reclaimable' then return already('already_expired') end
+  if core.ownership_state == 'lease_revoked' then return already('already_revoked', '', '') end
+  if core.ownership_state == 'lease_expired_reclaimable' then
+    return already('already_expired', '', '')
+  end
   if core.ownership_state ~= 'leased' then return err('no_active_lease') end
   if is_set(args[2]) and args[2] ~= core.current_lease_id then
     return err('stale_lease', 'expected ' .. args[2] .. ' but current is '
@@ -182,55 +411,20 @@ redis.register_function('ff_revoke_lease', function(keys, args)
   return ok('revoked', lease_id, epoch)
 end)
 
--- Past the reclaim cap an execution is failed for good (max_reclaims_exceeded): a
--- crash loop must end. Returns the cap when that happened, else nil.
-local function fail_if_reclaim_cap_hit(ctx, default_cap, now)
-  local core = ctx.core
-  local policy = load_policy(ctx)
-  local cap = to_int(policy.max_reclaim_count, nil)
-    or to_int((policy.timeout_policy or {}).max_reclaim_count, nil)
-    or default_cap or 100
-  if to_int(core.lease_reclaim_count, 0) < cap then return nil end
-  end_attempt(ctx, 'ended_failure', now, {'failure_reason', 'max_reclaims_exceeded'})
-  close_stream(ctx, core.current_attempt_index, 'reclaimed', now)
-  finish(ctx, 'failed', now, {'failure_reason', 'max_reclaims_exceeded'})
-  history(ctx, 'released', 'failed_terminal')
-  return cap
-end
-
--- A new attempt, of type reclaim, for a reclaimable execution (checks already done).
-local function reclaim_lease(ctx, p, now)
-  local core = ctx.core
-  local old_idx = core.current_attempt_index
-  local reason = 'lease_' .. (core.ownership_state or '')
-  end_attempt(ctx, 'interrupted_reclaimed', now, {'failure_reason', reason})
-  close_stream(ctx, old_idx, 'reclaimed', now)
-  if is_set(core.current_worker_instance_id) then
-    redis.call('SREM', worker_leases_key(ctx.tag, core.current_worker_instance_id), ctx.eid)
-  end
-  local idx = fmt(to_int(core.total_attempt_count, 0))
-  redis.call('HSET', attempt_key(ctx.tag, ctx.eid, idx), 'attempt_id', p.attempt_id,
-    'execution_id', ctx.eid, 'attempt_index', idx, 'attempt_type', 'reclaim',
-    'attempt_state', 'started', 'created_at', fmt(now), 'started_at', fmt(now),
-    'reclaim_reason', reason, 'previous_attempt_index', old_idx or '')
-  redis.call('ZADD', ctx.k('attempts'), fmt(now), idx)
-  p.renew_before = nil
-  return grant_lease(ctx, p, idx, p.attempt_id, 'reclaim', now, {
-    'total_attempt_count', fmt(to_int(idx, 0) + 1),
-    'lease_reclaim_count', fmt(to_int(core.lease_reclaim_count, 0) + 1),
-  })
-end
-
 -- ff_reclaim_execution: a new attempt for an execution whose lease expired or was revoked.
 --   KEYS[1] exec core
---   ARGV    eid, worker_id, worker_instance_id, lane, lease_id, lease_ttl_ms, attempt_id,
---           default_max_reclaim_count ("" = 100)
---   Returns as ff_claim_execution, attempt_type 'reclaim'
+--   ARGV[1] execution_id
+--   ARGV[2] worker_id
+--   ARGV[3] worker_instance_id
+--   ARGV[4] lease_id
+--   ARGV[5] lease_ttl_ms
+--   ARGV[6] attempt_id
+--   Reply   OK(<the lease reply of grant_lease>), attempt_type 'reclaim'
 --   Errors  execution_not_found, invalid_input, execution_not_reclaimable,
 --           invalid_claim_grant, max_retries_exhausted(cap) -- the execution is then
 --           terminal failed (max_reclaims_exceeded): the cap ends it, on purpose.
 redis.register_function('ff_reclaim_execution', function(keys, args)
-  local p, bad = lease_params(args)
+  local p, bad = lease_params(args[2], args[3], args[4], args[5], args[6])
   if not p then return bad end
   local ctx = load_exec(keys[1], args[1])
   if not ctx then return not_found(args[1]) end
@@ -239,9 +433,16 @@ redis.register_function('ff_reclaim_execution', function(keys, args)
     return err('execution_not_reclaimable', core.lifecycle_phase or '', core.ownership_state or '')
   end
   local now = now_ms()
-  local cap = fail_if_reclaim_cap_hit(ctx, arg_int(args[8]), now)
+  local cap = fail_if_reclaim_cap_hit(ctx, now)
   if cap then return err('max_retries_exhausted', fmt(cap)) end
   local bad_grant = check_grant(ctx, p.worker_id, now, false)
   if bad_grant then return bad_grant end
   return reclaim_lease(ctx, p, now)
 end)
+
+lease.lease_params, lease.holder_check, lease.reclaim_cap = lease_params, holder_check,
+  reclaim_cap
+lease.already_ended_by_caller, lease.fail_if_reclaim_cap_hit =
+  already_ended_by_caller, fail_if_reclaim_cap_hit
+lease.reclaim_lease, lease.fresh_claim, lease.resume_claim = reclaim_lease, fresh_claim,
+  resume_claim

@@ -1,22 +1,36 @@
--- Scheduling: claim and reclaim grants, priority, delayed promotion, admission blocks,
--- progress, and the worker registry.
+-- Scheduling: claim and reclaim grants, claim_next, priority, delayed promotion,
+-- admission blocks, progress, and the worker registry.
+-- @requires util, facts, record, lease
 
--- Parses the grant ARGV shared by claim and reclaim grants:
--- eid, worker_id, worker_instance_id, lane_id, capability_hash, grant_ttl_ms,
--- route_snapshot_json, admission_summary, worker_capabilities_csv
-local function grant_params(args)
-  local ttl = arg_int(args[6])
-  if not is_set(args[2]) or not is_set(args[3]) then
+local fmt, ok, already, err = util.fmt, util.ok, util.already, util.err
+local is_set, arg_int, bad_number, to_int = util.is_set, util.arg_int, util.bad_number, util.to_int
+local tag_of, now_ms = util.tag_of, util.now_ms
+local split_csv, caps_problem, missing_caps = util.split_csv, util.caps_problem, util.missing_caps
+local exec_key, lane_key = util.exec_key, util.lane_key
+local load_exec, not_found, not_active = record.load_exec, record.not_found, record.not_active
+local write_state, add_eligible = record.write_state, record.add_eligible
+local is_claimable, is_reclaimable = record.is_claimable, record.is_reclaimable
+local lease_params, reclaim_cap = lease.lease_params, lease.reclaim_cap
+local fail_if_reclaim_cap_hit, reclaim_lease = lease.fail_if_reclaim_cap_hit, lease.reclaim_lease
+local fresh_claim, resume_claim = lease.fresh_claim, lease.resume_claim
+
+-- The grant arguments shared by claim grants, reclaim grants and grant_for_next, in
+-- this order: worker_id, worker_instance_id, lane_id, capability_hash, grant_ttl_ms,
+-- route_snapshot_json, admission_summary, worker_capabilities_csv.
+local function grant_params(args, first)
+  local a = function(i) return args[first + i - 1] end
+  local ttl = arg_int(a(5))
+  if not is_set(a(1)) or not is_set(a(2)) then
     return nil, err('invalid_input', 'worker_id and worker_instance_id are required')
   end
-  if ttl == nil or ttl < 1 or ttl > 60000 then
-    return nil, err('invalid_input', 'grant_ttl_ms must be in 1..60000, got: ' .. tostring(args[6]))
+  if ttl == nil or ttl < facts.GRANT_TTL_MIN_MS or ttl > facts.GRANT_TTL_MAX_MS then
+    return nil, err('invalid_input', 'grant_ttl_ms must be in ' .. facts.GRANT_TTL_MIN_MS
+      .. '..' .. facts.GRANT_TTL_MAX_MS .. ', got: ' .. tostring(a(5)))
   end
-  local worker_caps = split_csv(args[9])
-  local problem = caps_problem(worker_caps)
+  local problem = caps_problem(split_csv(a(8)))
   if problem then return nil, err('invalid_capabilities', 'worker:' .. problem) end
-  return {worker_id = args[2], wiid = args[3], lane = args[4] or '', cap_hash = args[5] or '',
-    ttl = ttl, route = args[7] or '', admission = args[8] or '', caps = args[9] or ''}
+  return {worker_id = a(1), wiid = a(2), lane = a(3) or '', cap_hash = a(4) or '',
+    ttl = ttl, route = a(6) or '', admission = a(7) or '', caps = a(8) or ''}
 end
 
 local function write_grant(ctx, g, now)
@@ -29,10 +43,12 @@ local function write_grant(ctx, g, now)
   return expires
 end
 
-local function block(ctx, reason, eligibility, detail, now)
+-- Moves an eligible execution to the blocked index of `reason` (a key of facts.BLOCKS).
+local function block(ctx, reason, detail, now)
+  local target = facts.BLOCKS[reason]
   redis.call('ZREM', lane_key(ctx.tag, ctx.lane, 'eligible'), ctx.eid)
-  redis.call('ZADD', lane_key(ctx.tag, ctx.lane, 'blocked:' .. eligibility), fmt(now), ctx.eid)
-  write_state(ctx, {eligibility_state = 'blocked_by_' .. eligibility, blocking_reason = reason,
+  redis.call('ZADD', lane_key(ctx.tag, ctx.lane, target.index), fmt(now), ctx.eid)
+  write_state(ctx, {eligibility_state = target.eligibility, blocking_reason = reason,
     blocking_detail = detail}, now, nil)
 end
 
@@ -40,21 +56,28 @@ end
 -- it in blocked:route so it stops occupying the head of the queue.
 local function park_for_capabilities(ctx, now)
   redis.call('HSET', ctx.key, 'last_capability_mismatch_at', fmt(now))
-  block(ctx, 'waiting_for_capable_worker', 'route',
+  block(ctx, 'waiting_for_capable_worker',
     'no connected worker satisfies required_capabilities', now)
 end
 
 -- ff_issue_claim_grant
---   KEYS[1] exec core
---   ARGV    eid, worker_id, worker_instance_id, lane_id, capability_hash, grant_ttl_ms,
---           route_snapshot_json, admission_summary, worker_capabilities_csv (sorted),
---           block_on_mismatch ("1": park a mismatched execution in blocked:route)
---   Returns ok(eid, grant_expires_at)
+--   KEYS[1]  exec core
+--   ARGV[1]  execution_id
+--   ARGV[2]  worker_id
+--   ARGV[3]  worker_instance_id
+--   ARGV[4]  lane_id
+--   ARGV[5]  capability_hash
+--   ARGV[6]  grant_ttl_ms
+--   ARGV[7]  route_snapshot_json
+--   ARGV[8]  admission_summary
+--   ARGV[9]  worker_capabilities_csv (sorted)
+--   ARGV[10] block_on_mismatch ("1": park a mismatched execution in blocked:route)
+--   Reply    OK(execution_id, grant_expires_at)
 --   Errors  execution_not_found, invalid_input, invalid_capabilities,
 --           execution_not_eligible, grant_already_exists, execution_not_in_eligible_set,
 --           capability_mismatch(missing_csv, 'blocked' | '')
 redis.register_function('ff_issue_claim_grant', function(keys, args)
-  local g, bad = grant_params(args)
+  local g, bad = grant_params(args, 2)
   if not g then return bad end
   local ctx = load_exec(keys[1], args[1])
   if not ctx then return not_found(args[1]) end
@@ -117,15 +140,20 @@ end
 -- collide on one head entry.
 --   KEYS[1] ff:idx:{fp:N}:lane:<lane>:reclaimable
 --   KEYS[2] ff:idx:{fp:N}:lane:<lane>:eligible
---   ARGV    worker_id, worker_instance_id, lane_id, capability_hash, grant_ttl_ms,
---           route_snapshot_json, admission_summary, worker_capabilities_csv,
---           scan_limit (1..100)
---   Returns ok(eid, grant_expires_at, kind (claim | reclaim), budget_ids,
---           quota_policy_id, blocked_count) or ok('', '', '', '', '', blocked_count)
+--   ARGV[1] worker_id
+--   ARGV[2] worker_instance_id
+--   ARGV[3] lane_id
+--   ARGV[4] capability_hash
+--   ARGV[5] grant_ttl_ms
+--   ARGV[6] route_snapshot_json
+--   ARGV[7] admission_summary
+--   ARGV[8] worker_capabilities_csv
+--   ARGV[9] scan_limit (1..100)
+--   Reply   OK(execution_id, grant_expires_at, kind (claim | reclaim), budget_ids,
+--           quota_policy_id, blocked_count) or EMPTY(blocked_count)
 --   Errors  invalid_input, invalid_capabilities
 redis.register_function('ff_issue_grant_for_next', function(keys, args)
-  local g, bad = grant_params({'', args[1], args[2], args[3], args[4], args[5], args[6],
-    args[7], args[8]})
+  local g, bad = grant_params(args, 1)
   if not g then return bad end
   local limit = scan_limit(args[9])
   if not limit then return err('invalid_input', 'scan_limit must be 1..100') end
@@ -139,7 +167,7 @@ redis.register_function('ff_issue_grant_for_next', function(keys, args)
         ctx.core.quota_policy_id or '', fmt(total_blocked))
     end
   end
-  return ok('', '', '', '', '', fmt(total_blocked))
+  return {1, 'EMPTY', fmt(total_blocked)}
 end)
 
 -- ff_claim_next: grant and lease in one step, for a worker that runs the scheduler
@@ -148,27 +176,31 @@ end)
 -- an interrupted attempt, or a fresh attempt. No grant key is written.
 --   KEYS[1] ff:idx:{fp:N}:lane:<lane>:reclaimable
 --   KEYS[2] ff:idx:{fp:N}:lane:<lane>:eligible
---   ARGV    worker_id, worker_instance_id, lane_id, worker_capabilities_csv, lease_id,
---           lease_ttl_ms, attempt_id, scan_limit (1..100),
---           default_max_reclaim_count ("" = 100)
---   Returns {1, 'OK', eid, <the ff_claim_execution reply fields>} or
---           {1, 'EMPTY', blocked_count} when nothing here can be taken. A reclaimable
---           execution past its reclaim cap is failed on the way (max_reclaims_exceeded).
+--   ARGV[1] worker_id
+--   ARGV[2] worker_instance_id
+--   ARGV[3] worker_capabilities_csv
+--   ARGV[4] lease_id
+--   ARGV[5] lease_ttl_ms
+--   ARGV[6] attempt_id
+--   ARGV[7] scan_limit (1..100)
+--   Reply   OK(<the lease reply of grant_lease>) or EMPTY(blocked_count) when nothing
+--           here can be taken. A reclaimable execution past its reclaim cap is failed
+--           on the way (max_reclaims_exceeded).
 --   Errors  invalid_input, invalid_capabilities
 redis.register_function('ff_claim_next', function(keys, args)
-  local p, bad = lease_params({'', args[1], args[2], args[3], args[5], args[6], args[7]})
+  local p, bad = lease_params(args[1], args[2], args[4], args[5], args[6])
   if not p then return bad end
-  local problem = caps_problem(split_csv(args[4]))
+  local problem = caps_problem(split_csv(args[3]))
   if problem then return err('invalid_capabilities', 'worker:' .. problem) end
-  local limit = scan_limit(args[8])
+  local limit = scan_limit(args[7])
   if not limit then return err('invalid_input', 'scan_limit must be 1..100') end
-  local caps, default_cap = args[4] or '', arg_int(args[9])
+  local caps = args[3] or ''
   local now = now_ms()
   local reply, ctx, blocked
   for _ = 1, limit do
     ctx = first_takeable(keys[1], 'reclaim', caps, limit, now)
     if not ctx then break end
-    if not fail_if_reclaim_cap_hit(ctx, default_cap, now) then
+    if not fail_if_reclaim_cap_hit(ctx, now) then
       reply = reclaim_lease(ctx, p, now)
       break
     end
@@ -182,18 +214,27 @@ redis.register_function('ff_claim_next', function(keys, args)
       reply = fresh_claim(ctx, p, now)
     end
   end
-  table.insert(reply, 3, ctx.eid)
   return reply
 end)
 
--- ff_issue_reclaim_grant: a grant to reclaim an execution whose lease expired or was revoked.
+-- ff_issue_reclaim_grant: a grant to reclaim an execution whose lease expired or was
+-- revoked. Nothing is written when the reclaim cap is reached (the reclaim itself
+-- fails the execution then).
 --   KEYS[1] exec core
---   ARGV    as ff_issue_claim_grant (block_on_mismatch ignored)
---   Returns ok(eid, grant_expires_at)
+--   ARGV[1] execution_id
+--   ARGV[2] worker_id
+--   ARGV[3] worker_instance_id
+--   ARGV[4] lane_id
+--   ARGV[5] capability_hash
+--   ARGV[6] grant_ttl_ms
+--   ARGV[7] route_snapshot_json
+--   ARGV[8] admission_summary
+--   ARGV[9] worker_capabilities_csv (sorted)
+--   Reply   OK(execution_id, grant_expires_at) or RECLAIM_CAP_EXCEEDED(reclaim_count)
 --   Errors  execution_not_found, invalid_input, invalid_capabilities,
 --           execution_not_reclaimable, grant_already_exists, capability_mismatch(missing)
 redis.register_function('ff_issue_reclaim_grant', function(keys, args)
-  local g, bad = grant_params(args)
+  local g, bad = grant_params(args, 2)
   if not g then return bad end
   local ctx = load_exec(keys[1], args[1])
   if not ctx then return not_found(args[1]) end
@@ -201,6 +242,8 @@ redis.register_function('ff_issue_reclaim_grant', function(keys, args)
   if not is_reclaimable(core) then
     return err('execution_not_reclaimable', core.lifecycle_phase or '', core.ownership_state or '')
   end
+  local count = to_int(core.lease_reclaim_count, 0)
+  if count >= reclaim_cap(ctx) then return {1, 'RECLAIM_CAP_EXCEEDED', fmt(count)} end
   if redis.call('EXISTS', ctx.k('claim_grant')) == 1 then return err('grant_already_exists') end
   local now = now_ms()
   local missing = missing_caps(core.required_capabilities, g.caps)
@@ -213,13 +256,14 @@ end)
 
 -- ff_change_priority
 --   KEYS[1] exec core
---   ARGV    eid, new_priority (clamped to 0..9000)
---   Returns ok(old_priority, new_priority)
+--   ARGV[1] execution_id
+--   ARGV[2] new_priority (clamped to 0..PRIORITY_MAX)
+--   Reply   OK(old_priority, new_priority)
 --   Errors  execution_not_found, invalid_input, execution_not_eligible
 redis.register_function('ff_change_priority', function(keys, args)
   local priority = arg_int(args[2])
   if priority == nil then return bad_number('new_priority', args[2]) end
-  priority = math.max(0, math.min(PRIORITY_MAX, priority))
+  priority = math.max(0, math.min(facts.PRIORITY_MAX, priority))
   local ctx = load_exec(keys[1], args[1])
   if not ctx then return not_found(args[1]) end
   local core = ctx.core
@@ -235,9 +279,10 @@ end)
 
 -- ff_promote_delayed (delayed_promoter scanner; idempotent)
 --   KEYS[1] exec core
---   ARGV    eid, lane_id
---   Returns ok('promoted') | ok('not_yet_due') | ok('not_found_cleaned') |
---           ok('not_runnable_cleaned') | ok('not_delayed_cleaned')
+--   ARGV[1] execution_id
+--   ARGV[2] lane_id
+--   Reply   OK(outcome): promoted | not_yet_due | not_found_cleaned |
+--           not_runnable_cleaned | not_delayed_cleaned
 --   attempt_state is left as it was: a delayed retry stays pending_retry_attempt and a
 --   worker delay stays attempt_interrupted, so the next claim takes the right path.
 redis.register_function('ff_promote_delayed', function(keys, args)
@@ -268,8 +313,12 @@ end)
 
 -- ff_update_progress (lease holder; lite fence: lease id and epoch)
 --   KEYS[1] exec core
---   ARGV    eid, lease_id, lease_epoch, progress_pct ("" = keep), progress_message
---   Returns ok()
+--   ARGV[1] execution_id
+--   ARGV[2] lease_id
+--   ARGV[3] lease_epoch
+--   ARGV[4] progress_pct ("" = keep)
+--   ARGV[5] progress_message
+--   Reply   OK()
 --   Errors  execution_not_found, invalid_input, execution_not_active(+4), lease_revoked,
 --           lease_expired, stale_lease
 redis.register_function('ff_update_progress', function(keys, args)
@@ -302,45 +351,43 @@ redis.register_function('ff_update_progress', function(keys, args)
   return ok()
 end)
 
-local BLOCK_ELIGIBILITY = {
-  waiting_for_budget = 'budget', waiting_for_quota = 'quota',
-  waiting_for_capable_worker = 'route', paused_by_operator = 'operator',
-}
-
 -- ff_block_execution_for_admission: park an eligible execution that cannot be admitted.
 --   KEYS[1] exec core
---   ARGV    eid, blocking_reason (waiting_for_budget | waiting_for_quota |
---           waiting_for_capable_worker | paused_by_operator), blocking_detail
---   Returns ok('blocked') | ALREADY_SATISFIED('not_eligible')
+--   ARGV[1] execution_id
+--   ARGV[2] blocking_reason (a key of facts.BLOCKS: waiting_for_budget |
+--           waiting_for_quota | waiting_for_capable_worker | paused_by_operator)
+--   ARGV[3] blocking_detail
+--   Reply   OK('blocked') | ALREADY_SATISFIED('not_eligible')
 --   Errors  execution_not_found, invalid_blocking_reason
 redis.register_function('ff_block_execution_for_admission', function(keys, args)
-  local eligibility = BLOCK_ELIGIBILITY[args[2] or '']
-  if not eligibility then return err('invalid_blocking_reason', args[2] or '') end
+  if not facts.BLOCKS[args[2] or ''] then return err('invalid_blocking_reason', args[2] or '') end
   local ctx = load_exec(keys[1], args[1])
   if not ctx then return not_found(args[1]) end
   if not is_claimable(ctx.core) then
     return already('not_eligible')
   end
-  block(ctx, args[2], eligibility, args[3] or '', now_ms())
+  block(ctx, args[2], args[3] or '', now_ms())
   return ok('blocked')
 end)
 
 -- ff_unblock_execution (unblock scanner): back to eligible once the block has cleared.
 --   KEYS[1] exec core
---   ARGV    eid, expected_blocking_reason, lane_id
---   Returns ok('unblocked') | ALREADY_SATISFIED('not_blocked') | ok('not_found_cleaned')
+--   ARGV[1] execution_id
+--   ARGV[2] expected_blocking_reason (a key of facts.BLOCKS)
+--   ARGV[3] lane_id
+--   Reply   OK('unblocked') | ALREADY_SATISFIED('not_blocked') | OK('not_found_cleaned')
 --   Errors  invalid_blocking_reason
 redis.register_function('ff_unblock_execution', function(keys, args)
-  local eligibility = BLOCK_ELIGIBILITY[args[2] or '']
-  if not eligibility then return err('invalid_blocking_reason', args[2] or '') end
+  local target = facts.BLOCKS[args[2] or '']
+  if not target then return err('invalid_blocking_reason', args[2] or '') end
   local tag = tag_of(keys[1])
   local ctx = load_exec(keys[1], args[1])
   if not ctx then
-    redis.call('ZREM', lane_key(tag, args[3] or '', 'blocked:' .. eligibility), args[1])
+    redis.call('ZREM', lane_key(tag, args[3] or '', target.index), args[1])
     return ok('not_found_cleaned')
   end
   local core = ctx.core
-  local blocked_set = lane_key(tag, ctx.lane, 'blocked:' .. eligibility)
+  local blocked_set = lane_key(tag, ctx.lane, target.index)
   if core.lifecycle_phase ~= 'runnable' or core.blocking_reason ~= args[2] then
     redis.call('ZREM', blocked_set, ctx.eid)
     return already('not_blocked')
@@ -357,9 +404,15 @@ end)
 
 -- ff_register_worker: (re)announce a worker instance; the same instance id may register
 -- again at once after a restart.
---   KEYS[1] alive key, KEYS[2] caps key, KEYS[3] namespace worker index (all {ns})
---   ARGV    worker_instance_id, worker_id, lanes_csv, caps_csv, ttl_ms
---   Returns ok('registered') | ok('refreshed')
+--   KEYS[1] ff:worker:{<ns>}:<instance>:alive
+--   KEYS[2] ff:worker:{<ns>}:<instance>:caps
+--   KEYS[3] ff:idx:{<ns>}:workers
+--   ARGV[1] worker_instance_id
+--   ARGV[2] worker_id
+--   ARGV[3] lanes_csv
+--   ARGV[4] caps_csv
+--   ARGV[5] ttl_ms
+--   Reply   OK('registered') | OK('refreshed')
 --   Errors  invalid_input
 redis.register_function('ff_register_worker', function(keys, args)
   local ttl = arg_int(args[5])
@@ -379,9 +432,9 @@ redis.register_function('ff_register_worker', function(keys, args)
 end)
 
 -- ff_heartbeat_worker
---   KEYS[1] alive key, KEYS[2] caps key
---   ARGV    (none)
---   Returns ok('refreshed', ttl_ms) | ok('not_registered')
+--   KEYS[1] ff:worker:{<ns>}:<instance>:alive
+--   KEYS[2] ff:worker:{<ns>}:<instance>:caps
+--   Reply   OK('refreshed', ttl_ms) | OK('not_registered')
 redis.register_function('ff_heartbeat_worker', function(keys, args)
   local ttl = arg_int(redis.call('HGET', keys[2], 'ttl_ms'))
   if ttl == nil or redis.call('PEXPIRE', keys[1], fmt(ttl)) == 0 then
@@ -393,9 +446,11 @@ redis.register_function('ff_heartbeat_worker', function(keys, args)
 end)
 
 -- ff_deregister_worker: a worker leaving cleanly.
---   KEYS[1] alive key, KEYS[2] caps key, KEYS[3] namespace worker index
---   ARGV    worker_instance_id
---   Returns ok()
+--   KEYS[1] ff:worker:{<ns>}:<instance>:alive
+--   KEYS[2] ff:worker:{<ns>}:<instance>:caps
+--   KEYS[3] ff:idx:{<ns>}:workers
+--   ARGV[1] worker_instance_id
+--   Reply   OK()
 redis.register_function('ff_deregister_worker', function(keys, args)
   redis.call('DEL', keys[1], keys[2])
   redis.call('SREM', keys[3], args[1])

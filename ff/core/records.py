@@ -49,6 +49,10 @@ class LeaseHandle(msgspec.Struct, frozen=True):
 
 
 class ExecutionInfo(msgspec.Struct, frozen=True, omit_defaults=True):
+    """An execution as `GET /v1/executions/{id}` shows it: `flow_id` is always there
+    (null outside a flow), `started_at` / `completed_at` only once set (the reference's
+    wire shape)."""
+
     execution_id: str
     namespace: str
     lane_id: str
@@ -59,7 +63,7 @@ class ExecutionInfo(msgspec.Struct, frozen=True, omit_defaults=True):
     created_at: str
     current_attempt_index: int
     blocking_detail: str
-    flow_id: str | None = None
+    flow_id: str | None
     started_at: str | None = None
     completed_at: str | None = None
 

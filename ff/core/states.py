@@ -1,8 +1,11 @@
-"""The execution state model: seven dimensions, the derived `public_state`, transitions.
+"""The execution state model: seven dimensions, the derived `public_state`, the lane
+index each state lives in, and the transitions.
 
-`TRANSITIONS` is the single table of what each library function writes; docs/lifecycle.md
-and the tests that compare it with what Lua actually writes are produced from it.
-`public_state_of` is the one rule for `public_state`; the Lua library applies the same rule.
+This module is the only source of these facts. `TRANSITIONS` is the table of what each
+library function writes (docs/lifecycle.md and the tests that compare it with what Lua
+actually writes are produced from it); `public_state_of` and `lane_index_of` are the rules
+for the public state and the index set; the Lua library gets the same tables generated
+from here (its `facts` area, ff/script/_source.py).
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ TERMINAL_PUBLIC_STATES = frozenset(
      PublicState.EXPIRED, PublicState.SKIPPED}
 )
 
-_OUTCOME_TO_PUBLIC = {
+PUBLIC_BY_OUTCOME = {
     TerminalOutcome.SUCCESS: PublicState.COMPLETED,
     TerminalOutcome.FAILED: PublicState.FAILED,
     TerminalOutcome.CANCELLED: PublicState.CANCELLED,
@@ -106,11 +109,18 @@ _OUTCOME_TO_PUBLIC = {
     TerminalOutcome.SKIPPED: PublicState.SKIPPED,
 }
 
-_ELIGIBILITY_TO_PUBLIC = {
+PUBLIC_BY_ELIGIBILITY = {
     EligibilityState.NOT_ELIGIBLE_UNTIL_TIME: PublicState.DELAYED,
     EligibilityState.BLOCKED_BY_DEPENDENCIES: PublicState.WAITING_CHILDREN,
     EligibilityState.BLOCKED_BY_BUDGET: PublicState.RATE_LIMITED,
     EligibilityState.BLOCKED_BY_QUOTA: PublicState.RATE_LIMITED,
+}
+
+
+PUBLIC_BY_PHASE = {
+    LifecyclePhase.ACTIVE: PublicState.ACTIVE,
+    LifecyclePhase.SUSPENDED: PublicState.SUSPENDED,
+    LifecyclePhase.SUBMITTED: PublicState.WAITING,
 }
 
 
@@ -120,14 +130,74 @@ def public_state_of(
     """The user-facing state. Route, lane and operator blocks read `waiting`;
     budget and quota blocks read `rate_limited` (lua/util.lua applies the same rule)."""
     if phase == LifecyclePhase.TERMINAL:
-        return _OUTCOME_TO_PUBLIC.get(TerminalOutcome(outcome), PublicState.FAILED)
-    if phase == LifecyclePhase.ACTIVE:
-        return PublicState.ACTIVE
-    if phase == LifecyclePhase.SUSPENDED:
-        return PublicState.SUSPENDED
+        return PUBLIC_BY_OUTCOME.get(TerminalOutcome(outcome), PublicState.FAILED)
     if phase == LifecyclePhase.RUNNABLE:
-        return _ELIGIBILITY_TO_PUBLIC.get(EligibilityState(eligibility), PublicState.WAITING)
-    return PublicState.WAITING
+        return PUBLIC_BY_ELIGIBILITY.get(EligibilityState(eligibility), PublicState.WAITING)
+    return PUBLIC_BY_PHASE.get(LifecyclePhase(phase), PublicState.WAITING)
+
+
+# The lane index (`ff:idx:{fp:N}:lane:<lane>:<name>`) a runnable execution lives in, by
+# eligibility. No function writes blocked_by_lane_state, so it has no index.
+LANE_INDEX_BY_ELIGIBILITY = {
+    EligibilityState.ELIGIBLE_NOW: "eligible",
+    EligibilityState.NOT_ELIGIBLE_UNTIL_TIME: "delayed",
+    EligibilityState.BLOCKED_BY_DEPENDENCIES: "blocked:dependencies",
+    EligibilityState.BLOCKED_BY_BUDGET: "blocked:budget",
+    EligibilityState.BLOCKED_BY_QUOTA: "blocked:quota",
+    EligibilityState.BLOCKED_BY_ROUTE: "blocked:route",
+    EligibilityState.BLOCKED_BY_OPERATOR: "blocked:operator",
+}
+
+
+def lane_index_of(phase: str, eligibility: str, ownership: str) -> str | None:
+    """The lane index an execution in this state is in (None: none)."""
+    if phase == LifecyclePhase.TERMINAL:
+        return "terminal"
+    if phase == LifecyclePhase.SUSPENDED:
+        return "suspended"
+    if phase == LifecyclePhase.ACTIVE:
+        return "active" if ownership == OwnershipState.LEASED else "reclaimable"
+    if phase == LifecyclePhase.RUNNABLE:
+        return LANE_INDEX_BY_ELIGIBILITY.get(EligibilityState(eligibility))
+    return None
+
+
+def _every_state() -> list[tuple[PublicState, str]]:
+    """(public state, lane index) of every combination the model allows."""
+    pairs = []
+    for phase in LifecyclePhase:
+        for eligibility in EligibilityState:
+            for ownership in OwnershipState:
+                for outcome in TerminalOutcome:
+                    index = lane_index_of(phase, eligibility, ownership)
+                    if index is not None:
+                        pairs.append((public_state_of(phase, eligibility, outcome), index))
+    return pairs
+
+
+def lane_indexes_for(public: str) -> tuple[str, ...]:
+    """Every lane index that can hold an execution whose public state is `public`."""
+    return tuple(dict.fromkeys(index for state, index in _every_state() if state == public))
+
+
+# Every lane index an execution that has not ended can be in (the terminal sweep).
+LIVE_LANE_INDEXES = tuple(
+    dict.fromkeys(index for _, index in _every_state() if index != "terminal")
+)
+
+# Admission blocks: blocking reason -> the eligibility state it sets.
+BLOCKS = {
+    BlockingReason.WAITING_FOR_BUDGET: EligibilityState.BLOCKED_BY_BUDGET,
+    BlockingReason.WAITING_FOR_QUOTA: EligibilityState.BLOCKED_BY_QUOTA,
+    BlockingReason.WAITING_FOR_CAPABLE_WORKER: EligibilityState.BLOCKED_BY_ROUTE,
+    BlockingReason.PAUSED_BY_OPERATOR: EligibilityState.BLOCKED_BY_OPERATOR,
+}
+
+# The state fields every transition writes together (with public_state).
+STATE_FIELDS = (
+    "lifecycle_phase", "ownership_state", "eligibility_state", "blocking_reason",
+    "blocking_detail", "terminal_outcome", "attempt_state",
+)
 
 
 class StateVector(msgspec.Struct, frozen=True):

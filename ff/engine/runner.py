@@ -18,6 +18,7 @@ import trio
 from ff import metrics
 from ff.core.errors import FFError
 from ff.resp import errors as resp_errors
+from ff.transient import is_transient
 
 log = logging.getLogger("ff.engine")
 
@@ -40,8 +41,13 @@ SCANNER_DURATION = metrics.Histogram(
     "ff_scanner_cycle_duration_seconds", "Duration of one scanner cycle.", ("scanner",)
 )
 
-# Errors a scanner survives: the item or partition is retried next cycle.
-TRANSIENT_ERRORS = (FFError, resp_errors.RespError, OSError)
+
+
+def survivable(exc: BaseException) -> bool:
+    """Errors a scanner lives through, retrying the item or partition next cycle: a
+    transient failure, any other trouble talking to Valkey, or an answer of the library
+    (the next cycle re-reads the state). Anything else is a bug and stops the server."""
+    return is_transient(exc) or isinstance(exc, FFError | resp_errors.RespError)
 
 
 async def server_time_ms(client) -> int:
@@ -120,7 +126,9 @@ class Scanner(ABC):
             started = trio.current_time()
             try:
                 await self.run_once()
-            except TRANSIENT_ERRORS as exc:
+            except Exception as exc:
+                if not survivable(exc):
+                    raise
                 SCANNER_ERRORS.labels(scanner=self.name).inc()
                 log.warning("scanner %s cycle failed: %s", self.name, exc)
                 await trio.sleep(RESTART_DELAY_S)
@@ -132,7 +140,9 @@ class Scanner(ABC):
             return False
         try:
             await call()
-        except TRANSIENT_ERRORS as exc:
+        except Exception as exc:
+            if not survivable(exc):
+                raise
             SCANNER_ERRORS.labels(scanner=self.name).inc()
             log.warning("scanner %s: %s failed: %s", self.name, item, exc)
             self.failures.failed(item)

@@ -9,7 +9,7 @@ the library function that re-checks and acts on them.
 | execution_deadline | ff:idx:{fp:N}:execution_deadline        | ff_expire_execution           |
 | unblock            | ff:idx:{fp:N}:lane:<lane>:blocked:route | ff_unblock_execution          |
 | retention_trimmer  | ff:idx:{fp:N}:lane:<lane>:terminal      | ff_purge_execution            |
-| index_reconciler   | ff:idx:{fp:N}:all_executions            | (logs inconsistencies only)   |
+| index_reconciler   | ff:idx:{fp:N}:all_executions            | ff_reconcile_indexes          |
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ff import metrics
 from ff.core.keys import ExecKeys, IndexKeys, WorkerKeys
 from ff.engine.runner import Scanner, pipelined
 from ff.script import execution as execution_fns
+from ff.script import indexes as indexes_fns
 from ff.script import lease as lease_fns
 from ff.script import scheduling as scheduling_fns
 from ff.script.library import text
@@ -205,63 +206,33 @@ class UnblockScanner(Scanner):
         return union
 
 
-_LANE_INDEX_FOR = {
-    "eligible_now": "eligible",
-    "not_eligible_until_time": "delayed",
-    "blocked_by_dependencies": "blocked:dependencies",
-    "blocked_by_budget": "blocked:budget",
-    "blocked_by_quota": "blocked:quota",
-    "blocked_by_route": "blocked:route",
-    "blocked_by_operator": "blocked:operator",
-}
-
-
-def expected_lane_index(phase: str, eligibility: str, ownership: str) -> str | None:
-    """The lane index an execution in this state must be in (None: none required)."""
-    if phase == "terminal":
-        return "terminal"
-    if phase == "suspended":
-        return "suspended"
-    if phase == "active":
-        return "active" if ownership == "leased" else "reclaimable"
-    if phase == "runnable":
-        return _LANE_INDEX_FOR.get(eligibility)
-    return None
-
-
 class IndexReconciler(Scanner):
-    """Checks every execution is in the index its state implies. Logs, never fixes:
-    a mismatch points at a bug, and guessing a repair could hide it."""
+    """Checks that every execution sits in the lane index its state implies, a page of
+    100 per call, and repairs what is missing. Check and repair are one atomic call, so
+    executions moving while the scan runs are never reported; what it reports is drift
+    (a bug, or a write lost to a crash between two partial states)."""
 
     name = "index_reconciler"
+    page_size = 100
 
     async def cycle(self, now_ms: int) -> int:
         checked = 0
         for p in range(self.engine.partitions.num_flow_partitions):
-            idx = IndexKeys(p)
-            eids = [text(e) async for e in self.client.sscan_iter(idx.all_executions, count=100)]
-            if not eids:
-                continue
-            records = await pipelined(self.client, [
-                ("HMGET", ExecKeys(e).core, "lifecycle_phase", "eligibility_state",
-                 "ownership_state", "lane_id")
-                for e in eids
-            ])
-            probes = []
-            for eid, (phase, eligibility, ownership, lane) in zip(eids, records, strict=True):
-                if phase is None:
-                    INDEX_INCONSISTENCIES.labels(kind="missing_core").inc()
-                    log.warning("index_reconciler: %s has no core record", eid)
-                    continue
-                expected = expected_lane_index(text(phase), text(eligibility), text(ownership))
-                if expected:
-                    probes.append((eid, expected, ("ZSCORE", idx.lane(text(lane), expected), eid)))
-            scores = await pipelined(self.client, [probe[2] for probe in probes])
-            for (eid, expected, _), score in zip(probes, scores, strict=True):
-                if score is None:
-                    INDEX_INCONSISTENCIES.labels(kind=expected).inc()
-                    log.warning("index_reconciler: %s missing from its %s index", eid, expected)
-            checked += len(eids)
+            after = ""
+            while True:
+                page = await indexes_fns.reconcile_indexes(
+                    self.library, p, after=after, page_size=self.page_size)
+                checked += page.checked
+                for eid, problem in page.problems.items():
+                    INDEX_INCONSISTENCIES.labels(kind=problem).inc()
+                    if problem == "missing_core":
+                        log.warning("index_reconciler: %s has no core record", eid)
+                    else:
+                        log.warning("index_reconciler: %s was missing from its %s index "
+                                    "(added back)", eid, problem)
+                if not page.next_after:
+                    break
+                after = page.next_after
         return checked
 
 

@@ -1,38 +1,58 @@
-"""Typed wrappers for the lease functions (lua/lease.lua)."""
+"""Typed wrappers for the lease functions (lua/lease.lua): claiming, renewing,
+expiring, revoking and reclaiming."""
 
 from __future__ import annotations
 
 from ff.core.keys import ExecKeys
-from ff.core.records import LeaseHandle
-from ff.script.execution import lease_handle
-from ff.script.library import FunctionLibrary, Reply
+from ff.core.records import LeaseHandle, RevokeResult
+from ff.script.library import FunctionLibrary
+
+
+async def claim_execution(lib: FunctionLibrary, eid: str, *, worker_id: str,
+                          worker_instance_id: str, lease_id: str, lease_ttl_ms: int,
+                          attempt_id: str) -> LeaseHandle:
+    reply = await lib.call("ff_claim_execution", (ExecKeys(eid).core,), (
+        eid, worker_id, worker_instance_id, lease_id, lease_ttl_ms, attempt_id, ""))
+    return reply.into(LeaseHandle)
+
+
+async def claim_resumed_execution(lib: FunctionLibrary, eid: str, *, worker_id: str,
+                                  worker_instance_id: str, lease_id: str, lease_ttl_ms: int,
+                                  attempt_id: str) -> LeaseHandle:
+    reply = await lib.call("ff_claim_resumed_execution", (ExecKeys(eid).core,), (
+        eid, worker_id, worker_instance_id, lease_id, lease_ttl_ms, attempt_id))
+    return reply.into(LeaseHandle)
+
+
+async def reclaim_execution(lib: FunctionLibrary, eid: str, *, worker_id: str,
+                            worker_instance_id: str, lease_id: str, lease_ttl_ms: int,
+                            attempt_id: str) -> LeaseHandle:
+    reply = await lib.call("ff_reclaim_execution", (ExecKeys(eid).core,), (
+        eid, worker_id, worker_instance_id, lease_id, lease_ttl_ms, attempt_id))
+    return reply.into(LeaseHandle)
 
 
 async def renew_lease(lib: FunctionLibrary, eid: str, *, attempt_index: int, attempt_id: str,
                       lease_id: str, lease_epoch: str, lease_ttl_ms: int,
                       history_grace_ms: int = 5000) -> int:
+    """Returns the lease's new expiry (server ms)."""
     reply = await lib.call("ff_renew_lease", (ExecKeys(eid).core,), (
         eid, attempt_index, attempt_id, lease_id, lease_epoch, lease_ttl_ms, history_grace_ms,
     ))
-    return reply.int(0)
+    return int(reply.first())
 
 
-async def mark_lease_expired_if_due(lib: FunctionLibrary, eid: str) -> Reply:
-    return await lib.call("ff_mark_lease_expired_if_due", (ExecKeys(eid).core,), (eid,))
+async def mark_lease_expired_if_due(lib: FunctionLibrary, eid: str) -> str:
+    """`marked_expired`, or why nothing was done."""
+    reply = await lib.call("ff_mark_lease_expired_if_due", (ExecKeys(eid).core,), (eid,))
+    return reply.first()
 
 
 async def revoke_lease(lib: FunctionLibrary, eid: str, *, expected_lease_id: str = "",
-                       reason: str = "operator") -> Reply:
-    return await lib.call("ff_revoke_lease", (ExecKeys(eid).core,),
-                          (eid, expected_lease_id, reason))
-
-
-async def reclaim_execution(lib: FunctionLibrary, eid: str, *, worker_id: str,
-                            worker_instance_id: str, lane_id: str, lease_id: str,
-                            lease_ttl_ms: int, attempt_id: str,
-                            default_max_reclaim_count: int = 100) -> LeaseHandle:
-    reply = await lib.call("ff_reclaim_execution", (ExecKeys(eid).core,), (
-        eid, worker_id, worker_instance_id, lane_id, lease_id, lease_ttl_ms, attempt_id,
-        default_max_reclaim_count,
-    ))
-    return lease_handle(eid, reply)
+                       reason: str = "operator") -> RevokeResult:
+    reply = await lib.call("ff_revoke_lease", (ExecKeys(eid).core,),
+                           (eid, expected_lease_id, reason))
+    revoked = reply.into(RevokeResult)
+    if reply.status == "ALREADY_SATISFIED":
+        return RevokeResult("already_satisfied", reason=revoked.status)
+    return revoked

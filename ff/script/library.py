@@ -3,6 +3,8 @@
 Every FCALL goes through `FunctionLibrary.call`, which turns the `{1, status, ...}` /
 `{0, code, ...}` envelope into a `Reply` or a typed `FFError`, and reloads the library
 once when the server says a function is missing (failover, FLUSHALL, a fresh replica).
+`Reply.into(Struct)` decodes the positional fields after the status into a Struct whose
+field order is the order the function's header lists: the only place replies are read.
 """
 
 from __future__ import annotations
@@ -10,48 +12,40 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
-from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
 
+import msgspec
 import trio
 
 from ff.core.errors import BackendError, error_for_code
 from ff.resp import errors as resp_errors
+from ff.script._source import LIBRARY_NAME, assemble, load_areas
 
 log = logging.getLogger("ff.script")
 
-LIBRARY_NAME = "flowfabric"
-LUA_DIR = Path(__file__).resolve().parents[2] / "lua"
-# Order matters: util defines the helpers the others use (one chunk, shared locals).
-LUA_FILES = ("version.lua", "util.lua", "lease.lua", "execution.lua", "scheduling.lua")
-
-
 DIGEST_PLACEHOLDER = "@DIGEST@"
+
+_AREAS = load_areas()
+_SOURCE = assemble(_AREAS)
 
 
 def _read_release() -> str:
-    match = re.search(r"LIBRARY_RELEASE = '([^']+)'", (LUA_DIR / "version.lua").read_text())
+    match = re.search(r"LIBRARY_RELEASE = '([^']+)'", _SOURCE)
     assert match, "lua/version.lua must define LIBRARY_RELEASE"
     return match.group(1)
 
 
-def _sources() -> str:
-    parts = [f"#!lua name={LIBRARY_NAME}\n"]
-    for name in LUA_FILES:
-        parts.append(f"-- ==== {name} ====\n")
-        parts.append((LUA_DIR / name).read_text())
-    return "\n".join(parts)
-
-
-# `<release>.<digest of the sources>`: any edit to lua/ changes the version, so a server
-# whose persisted library is older is reloaded at boot even if nobody bumped the release.
-LIBRARY_VERSION = f"{_read_release()}.{hashlib.sha256(_sources().encode()).hexdigest()[:12]}"
+# `<release>.<digest of the sources>`: any edit to lua/ (or to the facts generated from
+# ff.core) changes the version, so a server whose persisted library is older is
+# reloaded at boot even if nobody bumped the release.
+LIBRARY_VERSION = f"{_read_release()}.{hashlib.sha256(_SOURCE.encode()).hexdigest()[:12]}"
 
 
 @cache
 def library_source() -> str:
-    return _sources().replace(DIGEST_PLACEHOLDER, LIBRARY_VERSION)
+    return _SOURCE.replace(DIGEST_PLACEHOLDER, LIBRARY_VERSION)
 
 
 def text(value: object) -> str:
@@ -61,8 +55,52 @@ def text(value: object) -> str:
     return "" if value is None else str(value)
 
 
+def _as_bytes(value: object) -> bytes:
+    return value if isinstance(value, bytes) else text(value).encode()
+
+
+def _as_int(value: object) -> int:
+    return int(text(value))
+
+
+def _as_optional_int(value: object) -> int | None:
+    raw = text(value)
+    return int(raw) if raw else None
+
+
+def _as_optional_text(value: object) -> str | None:
+    return text(value) or None
+
+
+def _as_pairs(value: object) -> dict[str, str]:
+    flat = value if isinstance(value, list) else []
+    return {text(flat[i]): text(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+
+
+_CONVERTERS: dict[Any, Callable[[object], Any]] = {
+    str: text, int: _as_int, bytes: _as_bytes, int | None: _as_optional_int,
+    str | None: _as_optional_text, dict[str, str]: _as_pairs,
+}
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+@cache
+def _plan(struct: type[msgspec.Struct]) -> tuple[tuple[Callable[[object], Any], ...], int]:
+    """Per field, the converter of its type; and how many fields are required."""
+    hints = get_type_hints(struct)
+    plan = []
+    for name in struct.__struct_fields__:
+        converter = _CONVERTERS.get(hints[name])
+        if converter is None:
+            raise TypeError(f"{struct.__name__}.{name}: no reply converter for {hints[name]}")
+        plan.append(converter)
+    required = len(struct.__struct_fields__) - len(struct.__struct_defaults__)
+    return tuple(plan), required
+
+
 class Reply:
-    """A successful envelope: `status` plus the raw payload elements."""
+    """A successful envelope: `status` plus the positional payload elements."""
 
     __slots__ = ("status", "values")
 
@@ -70,17 +108,32 @@ class Reply:
         self.status = status
         self.values = values
 
-    def str(self, index: int) -> str:
-        return text(self.values[index]) if index < len(self.values) else ""
+    def into(self, struct: type[S]) -> S:
+        """The payload as `struct`, field by field in order; trailing fields the reply
+        leaves out take their defaults."""
+        plan, required = _plan(struct)
+        values = self.values
+        if len(values) < required:
+            raise invalid_reply(f"{struct.__name__}: {len(values)} fields, {required} "
+                                f"required: {values!r:.200}")
+        return struct(*(convert(v) for convert, v in zip(plan, values, strict=False)))
 
-    def int(self, index: int) -> int:
-        value = self.str(index)
-        return int(value) if value else 0
+    def first(self) -> str:
+        """The single text field of replies that carry one (an outcome, a count)."""
+        return text(self.values[0]) if self.values else ""
+
+
+def invalid_reply(detail: str) -> BackendError:
+    """A reply this ff cannot read: a library of another version, or a bug; never
+    transient."""
+    error = BackendError("invalid_reply", detail)
+    error.retryable = False
+    return error
 
 
 def parse_envelope(reply: object) -> Reply:
     if not isinstance(reply, list) or len(reply) < 2:
-        raise BackendError("invalid_reply", f"unexpected function reply: {reply!r:.200}")
+        raise invalid_reply(f"unexpected function reply: {reply!r:.200}")
     if reply[0] == 1:
         return Reply(text(reply[1]), reply[2:])
     raise error_for_code(text(reply[1]), *(text(v) for v in reply[2:]))
@@ -93,7 +146,7 @@ def _is_missing_function(exc: resp_errors.ResponseError) -> bool:
 class FunctionLibrary:
     """Calls into the library on one client, keeping it loaded."""
 
-    def __init__(self, client) -> None:
+    def __init__(self, client: Any) -> None:
         self.client = client
         self._reload_lock = trio.Lock()
 
@@ -144,3 +197,7 @@ class FunctionLibrary:
             await self.ensure_loaded()
             raw = await self.client.fcall(name, keys, args)
         return parse_envelope(raw)
+
+
+__all__ = ["LIBRARY_NAME", "LIBRARY_VERSION", "FunctionLibrary", "Reply", "library_source",
+           "text"]

@@ -13,20 +13,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import trio
 
-from ff.core.errors import BackendError, ExecutionNotActiveError, FFError
+from ff.core.errors import ExecutionNotActiveError, FFError
 from ff.core.records import LeaseHandle
 from ff.resp import errors as resp_errors
 from ff.script import execution as execution_fns
 from ff.script import lease as lease_fns
 from ff.script import scheduling as scheduling_fns
-from ff.script.library import FunctionLibrary, Reply
+from ff.script.library import FunctionLibrary
+from ff.transient import is_transient
 
 log = logging.getLogger("ff.worker")
+
+T = TypeVar("T")
 
 # A failed renewal is retried sooner than the next regular tick: a blip (a reconnect)
 # must not eat the margin a TTL/3 schedule leaves.
@@ -45,18 +48,6 @@ class LeaseLostError(Exception):
     def __init__(self, code: str, detail: str = "") -> None:
         super().__init__(f"{code}: {detail}" if detail else code)
         self.code = code
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether repeating the same call can help: a transport failure, not an answer."""
-    if isinstance(exc, trio.TooSlowError):
-        return True
-    if isinstance(exc, BackendError):
-        cause = exc.__cause__
-        return isinstance(cause, resp_errors.RespError) and cause.retryable
-    return isinstance(exc, resp_errors.RespError) and not isinstance(
-        exc, resp_errors.ClientClosedError
-    )
 
 
 def encode_result(value: Any) -> bytes:
@@ -148,10 +139,10 @@ class ClaimedTask:
     async def fail(self, reason: str, category: str, retryable: bool = True) -> str:
         """Fails the attempt. The execution's retry policy decides what happens next
         (`retryable=False` skips it). Returns `retry_scheduled` or `terminal_failed`."""
-        reply = await self._terminal("fail", lambda: execution_fns.fail_execution(
+        failed = await self._terminal("fail", lambda: execution_fns.fail_execution(
             self._library, self.execution_id, reason=reason, category=category,
             retryable=retryable, source="worker", **self._fence()))
-        return reply.str(0) or "terminal_failed"
+        return failed.outcome
 
     async def cancel(self, reason: str) -> None:
         """Ends the execution as cancelled (fenced by this lease)."""
@@ -164,7 +155,7 @@ class ClaimedTask:
         resumes the same attempt."""
         await self._terminal("delay", lambda: execution_fns.delay_execution(
             self._library, self.execution_id, delay_until=until_ms, source="worker",
-            **self._fence()), landed_phase="runnable")
+            **self._fence()), landed=(until_ms, "runnable"))
 
     async def update_progress(self, pct: int | None = None, message: str = "") -> None:
         """Records progress (0-100) and a message on the execution; not a terminal call."""
@@ -190,15 +181,16 @@ class ClaimedTask:
         if self._terminal_in_flight:
             raise RuntimeError(f"{self!r} has a terminal call in flight")
 
-    async def _terminal(self, name: str, call: Callable[[], Awaitable[Reply]],
-                        landed_phase: str = "") -> Reply:
+    async def _terminal(self, name: str, call: Callable[[], Awaitable[T]],
+                        landed: tuple[T, str] | None = None) -> T:
         """Runs a terminal call until it reaches the server.
 
         Transport failures are retried with bounded backoff while the lease is alive
         (renewal keeps running meanwhile); the library answers a repeated call that had
         already landed with ALREADY_SATISFIED. Success or a lease error ends the task; any
         other rejection (bad input) changed nothing, so the lease stays held and renewed
-        and the caller may end the task another way.
+        and the caller may end the task another way. `landed` is (the answer, the phase
+        the call leads to) for a call whose repeat the library cannot recognise itself.
         """
         self._check_usable()
         self._terminal_in_flight = True
@@ -213,8 +205,8 @@ class ClaimedTask:
                         maybe_landed = True
                         pause = await self._before_retry(exc, pause, longest)
                         continue
-                    if maybe_landed and self._own_earlier_call(exc, landed_phase):
-                        return self._end(name, Reply("OK", []))
+                    if maybe_landed and landed and self._own_earlier_call(exc, landed[1]):
+                        return self._end(name, landed[0])
                     if isinstance(exc, FFError) and exc.code in LOST_CODES:
                         self._end("lease_lost", None)
                         raise self._lose(LeaseLostError(exc.code, exc.detail)) from exc
@@ -234,11 +226,11 @@ class ClaimedTask:
     def _own_earlier_call(self, exc: BaseException, landed_phase: str) -> bool:
         """After a lost reply, `execution_not_active` naming our own epoch and attempt in
         the phase our call leads to means that call landed (delay has no replay reply)."""
-        return (isinstance(exc, ExecutionNotActiveError) and landed_phase != ""
+        return (isinstance(exc, ExecutionNotActiveError)
                 and (exc.lease_epoch, exc.attempt_id, exc.lifecycle_phase)
                 == (self.lease_epoch, self.attempt_id, landed_phase))
 
-    def _end(self, outcome: str, reply: Reply | None) -> Any:
+    def _end(self, outcome: str, reply: T) -> T:
         """A terminal call reached the server: stop renewing and give the slot back."""
         self.ended = True
         self.outcome = outcome

@@ -38,13 +38,15 @@ from ff.core.ids import validate_lane, validate_worker_id
 from ff.core.keys import CONFIG_PARTITIONS
 from ff.core.partitions import PartitionConfig
 from ff.core.policy import capabilities_csv
+from ff.embedded import URL_FILE
 from ff.resp import Client
 from ff.resp import errors as resp_errors
 from ff.scheduler import Scheduler, new_worker_instance_id
 from ff.script import scheduling as scheduling_fns
 from ff.script.library import FunctionLibrary, text
+from ff.transient import is_transient
 from ff.worker._grants import LeaseSource, SchedulerLeases, ServerGrants, _Identity
-from ff.worker._task import ClaimedTask, LeaseLostError, is_transient
+from ff.worker._task import ClaimedTask, LeaseLostError
 
 log = logging.getLogger("ff.worker")
 
@@ -53,7 +55,6 @@ Handler = Callable[[ClaimedTask, Any], Awaitable[Any]]
 IDLE_BACKOFF_S = (0.05, 1.0)  # first and longest pause after a claim found nothing
 CLAIMERS = 4  # claim calls in flight at once while work keeps coming
 CLEANUP_TIMEOUT_S = 5.0  # bound on each shielded cleanup call (final fail, deregister)
-DATA_DIR_URL_FILE = "valkey.url"  # written by `ff serve` in embedded mode (ff.server.URL_FILE)
 # Errors a claim attempt may meet that say "not now", not "this worker is broken".
 CLAIM_ERRORS = (FFError, resp_errors.RespError, HttpError, HttpStatusError)
 
@@ -63,7 +64,7 @@ def default_valkey_url() -> str | None:
     url = os.environ.get("FF_VALKEY_URL", "").strip()
     if url:
         return url
-    path = Path(os.environ.get("FF_DATA_DIR") or ".ff") / DATA_DIR_URL_FILE
+    path = Path(os.environ.get("FF_DATA_DIR") or ".ff") / URL_FILE
     return (path.read_text().strip() or None) if path.is_file() else None
 
 
@@ -258,9 +259,9 @@ class Worker:
         while True:
             await trio.sleep(self._alive_ttl_ms / 3000)
             try:
-                reply = await scheduling_fns.heartbeat_worker(
+                beat = await scheduling_fns.heartbeat_worker(
                     self.library, self.config.namespace, self.config.worker_instance_id or "")
-                if reply.str(0) == "not_registered":
+                if beat.outcome == "not_registered":
                     await self._register()
             except (FFError, resp_errors.RespError) as exc:
                 log.warning("worker heartbeat failed", extra={"error": repr(exc)})

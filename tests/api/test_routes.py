@@ -80,6 +80,7 @@ async def test_get_state_and_list(api: Api, client: ApiClient) -> None:
     assert info.public_state == "waiting"
     raw = (await client.request("GET", path(ids[0]))).json()
     assert "started_at" not in raw and "completed_at" not in raw
+    assert raw["flow_id"] is None
 
     response = await client.request("GET", path(ids[0], "/state"))
     assert (response.status, response.body) == (200, b'"waiting"')
@@ -208,7 +209,7 @@ async def test_revoke_lease_then_reclaim(api: Api, client: ApiClient) -> None:
                        "grant_key": ExecKeys(eid).claim_grant,
                        "expires_at_ms": granted["expires_at_ms"], "lane_id": "default"}
     handle = await lease_fns.reclaim_execution(
-        api.server.library, eid, worker_id="w2", worker_instance_id="w2-i", lane_id="default",
+        api.server.library, eid, worker_id="w2", worker_instance_id="w2-i",
         lease_id=str(uuid.uuid4()), lease_ttl_ms=5000, attempt_id=str(uuid.uuid4()))
     assert handle.attempt_index == 1
 

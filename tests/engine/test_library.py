@@ -8,7 +8,8 @@ import trio
 from ff.core.errors import ConflictError, ContentionError, ValidationError
 from ff.core.keys import ExecKeys
 from ff.script import scheduling as scheduling_fns
-from ff.script.execution import claim_execution, set_execution_tags
+from ff.script.execution import set_execution_tags
+from ff.script.lease import claim_execution
 from ff.script.library import LIBRARY_VERSION
 from ff.server import Server
 from tests.engine.conftest import claim, core_field, submit
@@ -35,7 +36,7 @@ async def test_explicit_claim_grant_rules(server: Server) -> None:
     await scheduling_fns.issue_claim_grant(server.library, eid, **grant)
     with pytest.raises(ConflictError, match="grant_already_exists"):
         await scheduling_fns.issue_claim_grant(server.library, eid, **grant)
-    lease_args = {"worker_instance_id": "w1-i", "lane_id": "default", "lease_ttl_ms": 1000,
+    lease_args = {"worker_instance_id": "w1-i", "lease_ttl_ms": 1000,
                   "lease_id": "l1", "attempt_id": "a1"}
     with pytest.raises(ContentionError, match="invalid_claim_grant"):
         await claim_execution(server.library, eid, worker_id="intruder", **lease_args)

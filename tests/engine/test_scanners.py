@@ -89,7 +89,7 @@ async def test_explicit_reclaim_grant(server: Server) -> None:
     assert isinstance(granted, ReclaimGranted)
     assert granted.partition_key == eid[: eid.index("}") + 1]
     lease = await lease_fns.reclaim_execution(
-        server.library, eid, worker_id="w9", worker_instance_id="w9-i", lane_id="default",
+        server.library, eid, worker_id="w9", worker_instance_id="w9-i",
         lease_id="00000000-0000-4000-8000-00000000000a", lease_ttl_ms=1000,
         attempt_id="00000000-0000-4000-8000-00000000000b")
     assert lease.attempt_type == "reclaim"

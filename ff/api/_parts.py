@@ -1,0 +1,27 @@
+"""What every area of the Server API shares: the client, the library, the scheduler,
+the configuration and the lane registry."""
+
+from __future__ import annotations
+
+from ff.config import ServerConfig
+from ff.core.keys import LANES
+from ff.resp import Client
+from ff.scheduler import Scheduler
+from ff.script.library import FunctionLibrary
+
+
+class ServerParts:
+    """Built once by `Server.__init__`; the area classes only read these."""
+
+    def __init__(self, config: ServerConfig, client: Client) -> None:
+        self._config = config
+        self._client = client
+        self.library = FunctionLibrary(client)
+        self.scheduler = Scheduler(client, self.library, config.partitions)
+        self._known_lanes: set[str] = set()
+
+    async def _register_lane(self, lane: str) -> None:
+        """Adds a lane to the registry the scanners walk (once per lane and process)."""
+        if lane not in self._known_lanes:
+            await self._client.execute("SADD", LANES, lane)
+            self._known_lanes.add(lane)

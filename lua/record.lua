@@ -1,0 +1,201 @@
+-- The execution record and its state: loading it, writing the state vector, and the
+-- index bookkeeping every transition shares (lease indexes, terminal sweep, attempt end,
+-- stream close, flow notification). The state facts (public state rule, index sets)
+-- come from the generated `facts` area, i.e. from ff/core/states.py.
+-- @requires util, facts
+
+local fmt, err, is_set, to_int = util.fmt, util.err, util.is_set, util.to_int
+local hgetall, tag_of, decode_json = util.hgetall, util.tag_of, util.decode_json
+local exec_key, attempt_key, stream_key = util.exec_key, util.attempt_key, util.stream_key
+local idx_key, lane_key, worker_leases_key = util.idx_key, util.lane_key, util.worker_leases_key
+
+-- Execution context: the core record plus the names derived from it.
+local function load_exec(core_key, eid)
+  local core = hgetall(core_key)
+  if core.execution_id == nil then return nil end
+  local tag = tag_of(core_key)
+  return {
+    eid = eid, tag = tag, key = core_key, core = core, lane = core.lane_id,
+    k = function(suffix) return exec_key(tag, eid, suffix) end,
+  }
+end
+
+-- A context for an execution about to be created (no record yet).
+local function new_exec(core_key, eid, lane)
+  local tag = tag_of(core_key)
+  return {eid = eid, tag = tag, key = core_key, lane = lane, core = {},
+    k = function(suffix) return exec_key(tag, eid, suffix) end}
+end
+
+local function not_found(eid)
+  return err('execution_not_found', eid)
+end
+
+-- The four details a client needs to recognise its own earlier terminal call.
+local function not_active(core)
+  return err('execution_not_active', core.terminal_outcome or '', core.current_lease_epoch or '',
+    core.lifecycle_phase or '', core.current_attempt_id or '')
+end
+
+-- ff.core.states.public_state_of, as the table generated from it.
+local function public_state(phase, eligibility, outcome)
+  return facts.PUBLIC_STATE[phase .. '|' .. eligibility .. '|' .. outcome] or 'waiting'
+end
+
+-- ff.core.states.lane_index_of: the lane index the record's state belongs in, or nil.
+local function lane_index_of(core)
+  return facts.LANE_INDEX[(core.lifecycle_phase or '') .. '|' .. (core.eligibility_state or '')
+    .. '|' .. (core.ownership_state or '')]
+end
+
+-- All seven dimensions plus public_state in one HSET. `state` maps dimension -> value
+-- (missing = keep); `extra` is a flat field/value list.
+local function write_state(ctx, state, now, extra)
+  local args = {}
+  local merged = {}
+  for _, dim in ipairs(facts.STATE_FIELDS) do
+    local v = state[dim]
+    if v == nil then v = ctx.core[dim] or '' end
+    merged[dim] = v
+    args[#args + 1] = dim
+    args[#args + 1] = v
+  end
+  local pub = public_state(merged.lifecycle_phase, merged.eligibility_state, merged.terminal_outcome)
+  args[#args + 1] = 'public_state'
+  args[#args + 1] = pub
+  args[#args + 1] = 'last_transition_at'
+  args[#args + 1] = fmt(now)
+  args[#args + 1] = 'last_mutation_at'
+  args[#args + 1] = fmt(now)
+  if extra then
+    for i = 1, #extra do args[#args + 1] = extra[i] end
+  end
+  redis.call('HSET', ctx.key, unpack(args))
+  for dim, v in pairs(merged) do ctx.core[dim] = v end
+  ctx.core.public_state = pub
+  return pub
+end
+
+-- Eligible score: highest priority first, FIFO by original creation time within one.
+local function eligible_score(core)
+  return fmt(-(to_int(core.priority, 0) * 1000000000000) + to_int(core.created_at, 0))
+end
+
+local function add_eligible(ctx)
+  redis.call('ZADD', lane_key(ctx.tag, ctx.lane, 'eligible'), eligible_score(ctx.core), ctx.eid)
+end
+
+local function history(ctx, event, reason, extra)
+  local args = {'XADD', ctx.k('lease:history'), 'MAXLEN', '~', '1000', '*',
+    'event', event, 'lease_id', ctx.core.current_lease_id or '',
+    'lease_epoch', ctx.core.current_lease_epoch or '',
+    'attempt_index', ctx.core.current_attempt_index or '', 'reason', reason or ''}
+  if extra then
+    for i = 1, #extra do args[#args + 1] = extra[i] end
+  end
+  redis.call(unpack(args))
+end
+
+-- Everything that tracks a held (or expired/revoked) lease.
+local function release_lease_indexes(ctx)
+  local core = ctx.core
+  redis.call('ZREM', idx_key(ctx.tag, 'lease_expiry'), ctx.eid)
+  redis.call('ZREM', idx_key(ctx.tag, 'attempt_timeout'), ctx.eid)
+  redis.call('ZREM', lane_key(ctx.tag, ctx.lane, 'active'), ctx.eid)
+  redis.call('ZREM', lane_key(ctx.tag, ctx.lane, 'reclaimable'), ctx.eid)
+  if is_set(core.current_worker_instance_id) then
+    redis.call('SREM', worker_leases_key(ctx.tag, core.current_worker_instance_id), ctx.eid)
+  end
+  redis.call('DEL', ctx.k('lease:current'))
+end
+
+-- Removal from the indexes a terminal transition must leave. A lease holder ending its
+-- own attempt (phase active, leased) can only be in the lease indexes; anything else
+-- gets the defensive sweep of every non-terminal lane index.
+local function unindex_for_terminal(ctx)
+  release_lease_indexes(ctx)
+  redis.call('ZREM', idx_key(ctx.tag, 'execution_deadline'), ctx.eid)
+  if ctx.core.lifecycle_phase == 'active' and ctx.core.ownership_state == 'leased' then
+    return
+  end
+  for _, name in ipairs(facts.LIVE_LANE_INDEXES) do
+    redis.call('ZREM', lane_key(ctx.tag, ctx.lane, name), ctx.eid)
+  end
+  redis.call('ZREM', idx_key(ctx.tag, 'suspension_timeout'), ctx.eid)
+end
+
+-- Close the attempt's output stream metadata, if the attempt ever opened one.
+local function close_stream(ctx, idx, reason, now)
+  if not is_set(idx) then return end
+  local meta = stream_key(ctx.tag, ctx.eid, idx) .. ':meta'
+  if redis.call('EXISTS', meta) == 1 and not is_set(redis.call('HGET', meta, 'closed_at')) then
+    redis.call('HSET', meta, 'closed_at', fmt(now), 'closed_reason', reason)
+  end
+end
+
+local function end_attempt(ctx, state, now, extra)
+  local idx = ctx.core.current_attempt_index
+  if not is_set(idx) then return end
+  local args = {'attempt_state', state, 'ended_at', fmt(now)}
+  if extra then
+    for i = 1, #extra do args[#args + 1] = extra[i] end
+  end
+  redis.call('HSET', attempt_key(ctx.tag, ctx.eid, idx), unpack(args))
+end
+
+local function publish_completion(ctx, outcome)
+  local flow_id = ctx.core.flow_id
+  if is_set(flow_id) then
+    redis.call('PUBLISH', 'ff:dag:completions', cjson.encode({
+      execution_id = ctx.eid, flow_id = flow_id, outcome = outcome,
+    }))
+  end
+end
+
+-- Move to terminal with `outcome`, clear lease fields, index as terminal, notify flows.
+local function finish(ctx, outcome, now, extra)
+  local had_attempt = is_set(ctx.core.current_attempt_index)
+  local fields = {
+    'completed_at', fmt(now), 'current_lease_id', '', 'current_worker_id', '',
+    'current_worker_instance_id', '', 'lease_expires_at', '', 'lease_renewal_deadline', '',
+    'delay_until', '',
+  }
+  if extra then
+    for i = 1, #extra do fields[#fields + 1] = extra[i] end
+  end
+  unindex_for_terminal(ctx)
+  write_state(ctx, {
+    lifecycle_phase = 'terminal', ownership_state = 'unowned',
+    eligibility_state = 'not_applicable', blocking_reason = 'none', blocking_detail = '',
+    terminal_outcome = outcome,
+    attempt_state = had_attempt and 'attempt_terminal' or nil,
+  }, now, fields)
+  redis.call('DEL', ctx.k('claim_grant'))
+  redis.call('ZADD', lane_key(ctx.tag, ctx.lane, 'terminal'), fmt(now), ctx.eid)
+  publish_completion(ctx, outcome)
+end
+
+-- Waiting for a worker: the only state a claim grant is issued for.
+local function is_claimable(core)
+  return core.lifecycle_phase == 'runnable' and core.eligibility_state == 'eligible_now'
+end
+
+-- Active but without a live lease: the only state a reclaim is allowed in.
+local function is_reclaimable(core)
+  return core.lifecycle_phase == 'active' and (core.ownership_state == 'lease_expired_reclaimable'
+    or core.ownership_state == 'lease_revoked')
+end
+
+-- Policy JSON as stored at create ({} when none).
+local function load_policy(ctx)
+  return decode_json(redis.call('GET', ctx.k('policy'))) or {}
+end
+
+record.load_exec, record.new_exec, record.not_found, record.not_active =
+  load_exec, new_exec, not_found, not_active
+record.write_state, record.eligible_score, record.add_eligible, record.history =
+  write_state, eligible_score, add_eligible, history
+record.release_lease_indexes, record.close_stream, record.end_attempt, record.finish =
+  release_lease_indexes, close_stream, end_attempt, finish
+record.is_claimable, record.is_reclaimable, record.load_policy, record.lane_index_of =
+  is_claimable, is_reclaimable, load_policy, lane_index_of
