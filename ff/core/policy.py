@@ -1,9 +1,10 @@
 """The execution policy: retry, timeouts, routing, streams. Stored verbatim as JSON.
 
-Decoding through these Structs is the validation: unknown fields and wrong types are
-rejected with `invalid_policy_json` before anything is written. The library reads the
-stored JSON itself (retry decision, reclaim cap, attempt timeout), so `backoff_delay_ms`
-here mirrors lua/execution.lua for documentation and tests.
+Decoding through these Structs is the validation: unknown fields, wrong types and
+millisecond values outside `ff.core.millis` are rejected with `invalid_policy_json` before
+anything is written. The library reads the stored JSON itself (retry decision, reclaim cap,
+attempt timeout), so `backoff_delay_ms` here mirrors lua/execution.lua for documentation and
+tests.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 import msgspec
 
 from ff.core.errors import ValidationError
+from ff.core.millis import Millis
 
 CAPS_MAX_TOKENS = 256
 CAPS_MAX_BYTES = 4096
@@ -23,12 +25,12 @@ class _Policy(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 
 class FixedBackoff(_Policy, tag="fixed", tag_field="type"):
-    delay_ms: int = 1000
+    delay_ms: Millis = 1000
 
 
 class ExponentialBackoff(_Policy, tag="exponential", tag_field="type"):
-    initial_delay_ms: int = 1000
-    max_delay_ms: int = 60000
+    initial_delay_ms: Millis = 1000
+    max_delay_ms: Millis = 60000
     multiplier: float = 2.0
     jitter: bool = False
 
@@ -43,13 +45,13 @@ class RetryPolicy(_Policy):
 
 
 class TimeoutPolicy(_Policy):
-    attempt_timeout_ms: int | None = None
-    execution_deadline_ms: int | None = None
+    attempt_timeout_ms: Millis | None = None
+    execution_deadline_ms: Millis | None = None
     max_reclaim_count: int | None = None
 
 
 class SuspensionPolicy(_Policy):
-    default_timeout_ms: int | None = None
+    default_timeout_ms: Millis | None = None
     timeout_behavior: str = "fail"
 
 
@@ -62,12 +64,12 @@ class RoutingRequirements(_Policy):
 class StreamPolicy(_Policy):
     durability_mode: str = "buffered"
     retention_maxlen: int = 10000
-    retention_ttl_ms: int | None = None
+    retention_ttl_ms: Millis | None = None
 
 
 class ExecutionPolicy(_Policy):
     priority: int | None = None
-    delay_until: int | None = None
+    delay_until: Millis | None = None
     retry_policy: RetryPolicy | None = None
     timeout_policy: TimeoutPolicy | None = None
     max_reclaim_count: int | None = None
@@ -75,7 +77,7 @@ class ExecutionPolicy(_Policy):
     max_replay_count: int | None = None
     budget_ids: list[str] | None = None
     routing_requirements: RoutingRequirements | None = None
-    dedup_window_ms: int | None = None
+    dedup_window_ms: Millis | None = None
     stream_policy: StreamPolicy | None = None
     max_signals_per_execution: int | None = None
 

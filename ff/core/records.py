@@ -1,12 +1,15 @@
 """Records that cross a boundary (Server API, HTTP, worker SDK), as msgspec Structs.
 
-Field names follow the reference wire format so HTTP bodies need no translation.
+Field names follow the reference wire format so HTTP bodies need no translation. Every
+millisecond field is `Millis` (0 up to the year 9999), so a decoded record never carries a
+time the function library cannot handle exactly.
 """
 
 from __future__ import annotations
 
 import msgspec
 
+from ff.core.millis import Millis
 from ff.core.policy import ExecutionPolicy
 from ff.core.states import StateVector
 
@@ -23,7 +26,7 @@ class ClaimGrant(msgspec.Struct, frozen=True):
     execution_id: str
     partition_key: str
     grant_key: str
-    expires_at_ms: int
+    expires_at_ms: Millis
     lane_id: str = ""
     kind: str = "claim"
 
@@ -34,7 +37,7 @@ class LeaseHandle(msgspec.Struct, frozen=True):
     execution_id: str
     lease_id: str
     lease_epoch: str
-    expires_at: int
+    expires_at: Millis
     attempt_id: str
     attempt_index: int
     attempt_type: str
@@ -43,7 +46,7 @@ class LeaseHandle(msgspec.Struct, frozen=True):
     payload_encoding: str
     payload: bytes
     lane_id: str
-    created_at: int
+    created_at: Millis
     priority: int
     tags: dict[str, str]
 
@@ -100,13 +103,13 @@ class CreateExecutionArgs(msgspec.Struct, kw_only=True):
     creator_identity: str = ""
     execution_id: str | None = None
     partition_id: int | None = None
-    now: int | None = None
+    now: Millis | None = None
     payload_encoding: str | None = None
     idempotency_key: str | None = None
     tags: dict[str, str] = msgspec.field(default_factory=dict)
     policy: ExecutionPolicy | None = None
-    delay_until: int | None = None
-    execution_deadline_at: int | None = None
+    delay_until: Millis | None = None
+    execution_deadline_at: Millis | None = None
 
 
 class CancelExecutionArgs(msgspec.Struct, kw_only=True):
@@ -116,14 +119,14 @@ class CancelExecutionArgs(msgspec.Struct, kw_only=True):
     lease_id: str | None = None
     lease_epoch: int | str | None = None
     attempt_id: str | None = None
-    now: int | None = None
+    now: Millis | None = None
 
 
 class ReclaimGrantArgs(msgspec.Struct, kw_only=True):
     worker_id: str
     worker_instance_id: str
     lane_id: str
-    grant_ttl_ms: int
+    grant_ttl_ms: Millis
     capability_hash: str | None = None
     route_snapshot_json: str | None = None
     admission_summary: str | None = None
@@ -138,7 +141,7 @@ class ReclaimGranted(ReclaimGrantResult, frozen=True, tag="granted"):
     execution_id: str
     partition_key: str
     grant_key: str
-    expires_at_ms: int
+    expires_at_ms: Millis
     lane_id: str
 
 

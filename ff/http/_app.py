@@ -9,7 +9,8 @@ pipeline, and the HTTP metrics. The order is the reference's, outermost first:
 4. Bearer auth (`/healthz` and `/metrics` exempt); with auth on, an unknown path gets 401 so the
    route table does not leak, and an unauthenticated oversized body gets 401, not 413;
 5. routing (404 / 405 with `Allow`) and the per-route body limit (structured 413);
-6. the handler; `ApiError` becomes its JSON body, anything else a logged 500.
+6. the handler; `ApiError` becomes its JSON body, anything else a logged 500 (the log is
+   summarised per route and exception type, so a failure every request hits does not flood).
 
 The pipeline is split in two because the server must decide on auth, route and declared size
 *before* it reads a body: `start()` looks at the head only, `dispatch()` runs the handler with
@@ -30,6 +31,8 @@ from dataclasses import dataclass, replace
 from urllib.parse import parse_qs
 
 import trio
+
+from ff.log_summary import LogSummary
 
 from ._cors import CorsPolicy
 from ._message import (
@@ -106,6 +109,8 @@ class HttpApp:
         auth_exempt: Iterable[str] = DEFAULT_AUTH_EXEMPT,
     ) -> None:
         self.router = router
+        # A bug hit by every request on a route must not write a traceback per request.
+        self._failures = LogSummary(log)
         self._expected_auth = f"Bearer {api_token}".encode() if api_token else None
         self._auth_exempt = frozenset(auth_exempt)
         self._cors = (
@@ -205,11 +210,14 @@ class HttpApp:
             api_error = _only_api_error(exc)
             if api_error is not None:
                 return api_error.to_response()
-            log.exception(
+            self._failures.log(
+                logging.ERROR,
+                (route.pattern, type(exc)),
                 "http: handler failed method=%s route=%s path=%s",
                 request.method,
                 route.pattern,
                 request.path,
+                exc_info=True,
             )
             return json_response(500, ErrorBody("internal error"))
 

@@ -3,6 +3,11 @@
 What lives here: `decode_json` and the `query_*` helpers. Each turns bad client input into an
 `ApiError` with status 400 and a JSON body, so a handler never answers a client mistake with
 500 and never needs its own try/except. Decoders are built once per target type and reused.
+
+`decode_json` is the one place where hostile bytes meet the decoder: besides msgspec's own
+errors it maps everything msgspec can raise on such input (invalid UTF-8 inside a string,
+recursion on deep nesting) to a 400, and refuses bodies nested deeper than
+`MAX_JSON_DEPTH` before decoding them.
 """
 
 from __future__ import annotations
@@ -13,8 +18,13 @@ from typing import Any, Literal, TypeVar, overload
 import msgspec
 
 from ._message import ApiError, Request
+from ._nesting import nesting_exceeds
 
-__all__ = ["decode_json", "query_bool", "query_int", "query_str"]
+__all__ = ["MAX_JSON_DEPTH", "decode_json", "query_bool", "query_int", "query_str"]
+
+# Levels of arrays and objects a body may nest (the top-level object is one). The deepest
+# body ff reads needs 4 (`$.policy.retry_policy.backoff`); msgspec recurses per level.
+MAX_JSON_DEPTH = 32
 
 T = TypeVar("T")
 
@@ -27,20 +37,42 @@ _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 def decode_json(request: Request, type_: type[T]) -> T:
     """Decode and validate the body in one pass (msgspec), or raise a 400 `ApiError`.
 
-    Syntax errors get kind `invalid_json`; a well-formed body of the wrong shape (missing field,
-    wrong type, failed constraint) gets kind `invalid_body`. The message is msgspec's, which
-    names the offending path, e.g. "Expected `int`, got `str` - at `$.priority`".
+    A body that is not JSON we accept gets kind `invalid_json`: a syntax error, invalid UTF-8
+    (RFC 8259 requires UTF-8), or nesting deeper than `MAX_JSON_DEPTH`. A well-formed body of
+    the wrong shape (missing field, wrong type, failed constraint) gets kind `invalid_body`.
+    The message is msgspec's, which names the offending path, e.g. "Expected `int`, got `str`
+    - at `$.priority`".
     """
+    body = request.body
+    if nesting_exceeds(body, MAX_JSON_DEPTH):
+        raise _invalid_json(f"nested deeper than {MAX_JSON_DEPTH} levels")
     decoder = _decoders.get(type_)
     if decoder is None:
         decoder = _decoders[type_] = msgspec.json.Decoder(type_)
     try:
-        return decoder.decode(request.body)  # type: ignore[no-any-return]
+        return decoder.decode(body)  # type: ignore[no-any-return]
     except msgspec.ValidationError as exc:
         raise ApiError(400, f"invalid JSON: {exc}", kind="invalid_body") from None
     except msgspec.DecodeError as exc:
-        reason = "request body is empty" if not request.body.strip() else str(exc)
-        raise ApiError(400, f"invalid JSON: {reason}", kind="invalid_json") from None
+        raise _invalid_json("request body is empty" if not body.strip() else str(exc)) from None
+    except UnicodeDecodeError:
+        raise _invalid_json(_utf8_error(body)) from None
+    except (ValueError, RecursionError) as exc:
+        # Anything else msgspec raises on hostile input; still the client's body, not a bug.
+        raise _invalid_json(f"{type(exc).__name__}: {exc}") from None
+
+
+def _invalid_json(reason: str) -> ApiError:
+    return ApiError(400, f"invalid JSON: {reason}", kind="invalid_json")
+
+
+def _utf8_error(body: bytes) -> str:
+    """Where the body stops being UTF-8: msgspec's own error counts from the string's start."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"invalid UTF-8 at byte {exc.start}"
+    return "invalid UTF-8 in a string"
 
 
 def _last(request: Request, name: str) -> str | None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 
 from ff.core.errors import FFError
+from ff.log_summary import LogSummary
 from ff.resp import errors as resp_errors
 
 from ._message import ApiError, Handler, Request, Response
@@ -70,8 +71,10 @@ def api_error_for(exc: BaseException) -> ApiError | None:
 def mapping_errors(handler: Handler) -> Handler:
     """`handler`, with library and backend errors answered by `api_error_for`.
 
-    Server-side failures (5xx) are logged with their kind; client errors are not.
+    Server-side failures (5xx) are logged with their kind, summarised per kind (`LogSummary`:
+    during a Valkey outage every request fails the same way); client errors are not logged.
     """
+    backend_errors = LogSummary(log)
 
     async def mapped(request: Request) -> Response:
         try:
@@ -81,8 +84,9 @@ def mapping_errors(handler: Handler) -> Handler:
             if error is None:
                 raise
             if error.status >= 500:
-                log.warning("http: backend error route=%s kind=%s error=%s",
-                            request.route, error.kind, error.error)
+                backend_errors.log(logging.WARNING, error.kind,
+                                   "http: backend error route=%s kind=%s error=%s",
+                                   request.route, error.kind, error.error)
             raise error from exc
 
     mapped.__name__ = getattr(handler, "__name__", "handler")

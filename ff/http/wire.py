@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import msgspec
 
+from ff.core.millis import Millis
+
 __all__ = [
     "AlreadySatisfiedBody",
     "CancelResponse",
@@ -52,7 +54,7 @@ class ClaimRequest(msgspec.Struct, kw_only=True):
 
     lane_id: str
     worker_instance_id: str
-    grant_ttl_ms: int
+    grant_ttl_ms: Millis
     capabilities: list[str] = msgspec.field(default_factory=list)
 
 

@@ -32,6 +32,15 @@ class Api:
         return await RawClient.connect(self.port)
 
 
+async def writes(api: Api) -> int:
+    """Valkey's count of writes so far (the test servers never save, so it only grows): a
+    request that must change nothing leaves it where it was."""
+    info = await api.server.client.execute("INFO", "persistence")
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    [line] = [ln for ln in text.splitlines() if ln.startswith("rdb_changes_since_last_save:")]
+    return int(line.split(":")[1])
+
+
 @asynccontextmanager
 async def running_api(
     server_url: str, *, config: dict[str, Any] | None = None, **serve_options: Any
