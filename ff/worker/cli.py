@@ -56,6 +56,8 @@ def add_worker_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lease-ttl-ms", type=_positive_int, help="lease TTL in ms")
     parser.add_argument("--grace-period", type=float,
                         help="seconds in-flight tasks get after SIGTERM before being given back")
+    parser.add_argument("--summary-interval", type=float, metavar="SECONDS",
+                        help="seconds between the info summary lines (default 10, 0 = none)")
 
 
 def load_worker(target: str) -> Worker:
@@ -78,7 +80,8 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
              "capabilities": args.capabilities, "max_concurrent": args.concurrency,
              "worker_id": args.worker_id, "worker_instance_id": args.worker_instance_id,
              "namespace": args.namespace, "lease_ttl_ms": args.lease_ttl_ms,
-             "grace_period_s": args.grace_period}
+             "grace_period_s": args.grace_period,
+             "summary_interval_s": args.summary_interval}
     return {name: value for name, value in flags.items() if value is not None}
 
 
