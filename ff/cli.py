@@ -84,9 +84,17 @@ LOG_FORMATTERS: dict[str, type[logging.Formatter]] = {
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-def configure_logging(level: str = "info", log_format: str = "json") -> None:
+def configure_logging(level: str | None = None, log_format: str | None = None) -> None:
     """One line per event on stderr for the whole process (replaces earlier root
-    handlers): JSON objects by default, `text` for people reading a terminal."""
+    handlers): JSON objects by default, `text` for people reading a terminal. What is not
+    given comes from FF_LOG_LEVEL / FF_LOG_FORMAT, else info / json."""
+    level = level or os.environ.get("FF_LOG_LEVEL") or "info"
+    log_format = log_format or os.environ.get("FF_LOG_FORMAT") or "json"
+    if level.lower() not in LOG_LEVELS:
+        raise ValueError(f"FF_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    if log_format not in LOG_FORMATTERS:
+        raise ValueError(f"FF_LOG_FORMAT: expected one of {', '.join(LOG_FORMATTERS)}, "
+                         f"got {log_format!r}")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LOG_FORMATTERS[log_format]())
     root = logging.getLogger()
@@ -263,19 +271,16 @@ def _add_global_options(parser: argparse.ArgumentParser, *, top: bool = True) ->
     """`--log-level` and `--log-format` on `parser` and on every subcommand below it, so
     they work before or after the subcommand (`ff worker tasks --log-level debug`).
 
-    Only the top level has defaults (from the environment): a subcommand's parser writes
-    every default it has into the shared namespace after the top level parsed, so its
-    copies use SUPPRESS and leave a value given before the subcommand alone.
+    Only the top level has a default (None: `configure_logging` then reads the
+    environment): a subcommand's parser writes every default it has into the shared
+    namespace after the top level parsed, so its copies use SUPPRESS and leave a value
+    given before the subcommand alone.
     """
-    def default(variable: str, fallback: str) -> str:
-        return (os.environ.get(variable) or fallback) if top else argparse.SUPPRESS
-
+    default = None if top else argparse.SUPPRESS
     options = parser.add_argument_group("logging (before or after the subcommand)")
-    options.add_argument("--log-level", choices=LOG_LEVELS,
-                         default=default("FF_LOG_LEVEL", "info"),
+    options.add_argument("--log-level", choices=LOG_LEVELS, default=default,
                          help="lowest level logged (default: FF_LOG_LEVEL, else info)")
-    options.add_argument("--log-format", choices=sorted(LOG_FORMATTERS),
-                         default=default("FF_LOG_FORMAT", "json"),
+    options.add_argument("--log-format", choices=sorted(LOG_FORMATTERS), default=default,
                          help="one JSON object or one text line per event "
                               "(default: FF_LOG_FORMAT, else json)")
     for action in parser._actions:
@@ -288,7 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv` (default: the command line), run the subcommand, return its exit code."""
     parser, commands = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.log_level, args.log_format)
+    try:
+        configure_logging(args.log_level, args.log_format)
+    except ValueError as exc:  # a bad FF_LOG_LEVEL / FF_LOG_FORMAT
+        parser.error(str(exc))
     command = commands.get(args.command)
     if command is None:
         module = "ff.worker.cli" if args.command == "worker" else "bench.cli"

@@ -86,13 +86,13 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def configure_logging() -> None:
-    """ff's JSON lines (one object per event, with the `extra=` fields), unless logging
-    is set up already (by `ff` itself, or by the user's module)."""
+    """ff's log lines (level and format from FF_LOG_LEVEL / FF_LOG_FORMAT), unless
+    logging is set up already (by `ff` itself, or by the user's module)."""
     if logging.getLogger().handlers:
         return
-    from ff.cli import configure_logging as json_lines
+    from ff.cli import configure_logging as log_lines
 
-    json_lines("info")
+    log_lines()
 
 
 def run_worker_command(args: argparse.Namespace) -> int:

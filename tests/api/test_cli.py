@@ -133,11 +133,11 @@ def test_version_comes_from_the_flowfabric_distribution() -> None:
 
 
 @pytest.mark.parametrize("argv, level, log_format", [
-    (["worker", "m"], "info", "json"),
-    (["worker", "m", "--log-level", "warning"], "warning", "json"),
-    (["--log-level", "error", "worker", "m"], "error", "json"),  # not reset by `worker`
+    (["worker", "m"], None, None),  # None: FF_LOG_LEVEL / FF_LOG_FORMAT, else info / json
+    (["worker", "m", "--log-level", "warning"], "warning", None),
+    (["--log-level", "error", "worker", "m"], "error", None),  # not reset by `worker`
     (["--log-format", "text", "admin", "--log-level", "debug", "status"], "debug", "text"),
-    (["admin", "status", "--log-format", "text"], "info", "text"),
+    (["admin", "status", "--log-format", "text"], None, "text"),
 ])
 def test_global_options_parse_in_any_position(argv: list[str], level: str,
                                               log_format: str) -> None:
