@@ -42,7 +42,7 @@ from ._message import (
     json_response,
     raw_response,
 )
-from ._metrics import metrics_handler
+from ._metrics import metrics_handler, pool_metrics
 from ._router import BODY_LIMIT_CONTROL, BODY_LIMIT_LARGE, Router
 from .errors import mapping_errors
 from .openapi import openapi_handler
@@ -250,7 +250,8 @@ def build_router(server: Server, *, bearer_auth: bool = False) -> Router:
         request_type=ClaimRequest, response_type=ClaimGrant,
         summary="The next claim grant for a worker (204 when there is no work)")
     add("GET", "/healthz", h.healthz, response_type=Health, summary="Liveness (Valkey PING)")
-    router.add("GET", "/metrics", metrics_handler(), summary="Prometheus metrics")
+    router.add("GET", "/metrics", metrics_handler(metrics.REGISTRY, pool_metrics(
+        server.client.stats)), summary="Prometheus metrics")
     router.add("GET", "/v1/openapi.json", openapi_handler(
         router, title="ff", version=ff.__version__, bearer_auth=bearer_auth),
         summary="This document")

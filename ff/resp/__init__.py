@@ -15,6 +15,7 @@ from ff.resp import errors
 from ff.resp._client import Client
 from ff.resp._connection import Connection
 from ff.resp._pipeline import Pipeline
+from ff.resp._pool import PoolStats
 from ff.resp._pubsub import Subscription
 from ff.resp._url import ConnectionParams, parse_url
 from ff.resp.slots import key_slot
@@ -24,6 +25,7 @@ __all__ = [
     "Connection",
     "ConnectionParams",
     "Pipeline",
+    "PoolStats",
     "Subscription",
     "errors",
     "key_slot",
