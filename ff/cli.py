@@ -31,7 +31,7 @@ import trio
 
 import ff
 
-__all__ = ["JsonLinesFormatter", "build_parser", "configure_logging", "main"]
+__all__ = ["JsonLinesFormatter", "TextFormatter", "build_parser", "configure_logging", "main"]
 
 # The attributes every LogRecord has; anything else on a record came from `extra=`.
 _RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}

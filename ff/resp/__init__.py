@@ -4,7 +4,7 @@
         await client.execute("SET", "k", 1)
         results = await client.pipeline().execute_command("GET", "k").run()
 
-Module map: `_client` (public Client), `_pool` (shared connections, reconnection),
+Module map: `_client` (public Client), `_pool` (shared connections, reconnection, stats),
 `_connection` (one multiplexed connection), `_transport` (socket/TLS + handshake),
 `_parser` (reply decoding), `_commands` (argument encoding), `_pipeline`, `_pubsub`,
 `_helpers` (FCALL/SCAN helpers), `_host` (where background tasks run), `_url`,
