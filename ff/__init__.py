@@ -6,7 +6,9 @@
         await server.create_execution(ff.CreateExecutionArgs(execution_kind="email"))
 
 The names below are the public surface (tests/test_public_api.py guards it). They are
-imported on first use, so `import ff.client` stays light.
+imported on first use, so `import ff.client` stays light. `ff.__version__` is the version
+of the installed `flowfabric` distribution (the import and the command are `ff`); it is
+the one source `ff --version`, `ff admin status` and the OpenAPI document read.
 """
 
 from __future__ import annotations
@@ -42,7 +44,21 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
+def _installed_version() -> str:
+    """The `flowfabric` distribution's version; a source tree put on `sys.path` without
+    being installed has no metadata, and says so rather than guessing."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("flowfabric")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        value = globals()[name] = _installed_version()
+        return value
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'ff' has no attribute {name!r}")

@@ -5,7 +5,9 @@
     ff bench SCENARIO ...       (bench.cli, in a source checkout)
     ff admin status [--json]
 
-What lives here: the argument parser, the dispatcher, the JSON-lines log formatter every
+`--log-level` and `--log-format` (json | text) are accepted before or after the subcommand.
+
+What lives here: the argument parser, the dispatcher, the log formatters every
 subcommand logs through, and `admin status`. `worker` and `bench` belong to their own
 modules, imported when the parser is built; while such a module is not there the
 subcommand still parses and says so when run. Running the server is `ff/serve.py`.
@@ -21,54 +23,83 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import trio
 
-__all__ = ["JsonLinesFormatter", "build_parser", "configure_logging", "main"]
+import ff
+
+__all__ = ["JsonLinesFormatter", "TextFormatter", "build_parser", "configure_logging", "main"]
 
 # The attributes every LogRecord has; anything else on a record came from `extra=`.
 _RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _event(formatter: logging.Formatter, record: logging.LogRecord) -> dict[str, Any]:
+    """A record as ts, level, logger, msg, then its `extra=` fields, then exc."""
+    seconds = int(record.created)
+    event: dict[str, Any] = {
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        + f".{int(record.msecs):03d}Z",
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "msg": record.getMessage(),
+    }
+    for key, value in record.__dict__.items():
+        if key not in _RECORD_FIELDS and not key.startswith("_"):
+            event[key] = value
+    if record.exc_info:
+        event["exc"] = formatter.formatException(record.exc_info)
+    return event
+
+
 class JsonLinesFormatter(logging.Formatter):
     """One JSON object per event: ts, level, logger, msg, the `extra=` fields, exc."""
 
     def format(self, record: logging.LogRecord) -> str:
-        seconds = int(record.created)
-        event: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key, value in record.__dict__.items():
-            if key not in _RECORD_FIELDS and not key.startswith("_"):
-                event[key] = value
-        if record.exc_info:
-            event["exc"] = self.formatException(record.exc_info)
-        return json.dumps(event, default=str, ensure_ascii=False)
+        return json.dumps(_event(self, record), default=str, ensure_ascii=False)
 
 
-def configure_logging(level: str = "info") -> None:
-    """JSON lines on stderr for the whole process (replaces earlier root handlers)."""
+class TextFormatter(logging.Formatter):
+    """The same events for a terminal: `ts level logger: msg key=value ...`, with a
+    traceback on the lines below. One line per event still, so `grep` works."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        event = _event(self, record)
+        exc = event.pop("exc", None)
+        line = f"{event.pop('ts')} {event.pop('level'):<7} {event.pop('logger')}: " \
+               f"{event.pop('msg')}"
+        fields = " ".join(f"{key}={json.dumps(value, default=str, ensure_ascii=False)}"
+                          if not isinstance(value, str) or " " in value or not value
+                          else f"{key}={value}" for key, value in event.items())
+        line = f"{line} {fields}" if fields else line
+        return f"{line}\n{exc}" if exc else line
+
+
+LOG_FORMATTERS: dict[str, type[logging.Formatter]] = {
+    "json": JsonLinesFormatter, "text": TextFormatter}
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def configure_logging(level: str | None = None, log_format: str | None = None) -> None:
+    """One line per event on stderr for the whole process (replaces earlier root
+    handlers): JSON objects by default, `text` for people reading a terminal. What is not
+    given comes from FF_LOG_LEVEL / FF_LOG_FORMAT, else info / json."""
+    level = level or os.environ.get("FF_LOG_LEVEL") or "info"
+    log_format = log_format or os.environ.get("FF_LOG_FORMAT") or "json"
+    if level.lower() not in LOG_LEVELS:
+        raise ValueError(f"FF_LOG_LEVEL: expected one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    if log_format not in LOG_FORMATTERS:
+        raise ValueError(f"FF_LOG_FORMAT: expected one of {', '.join(LOG_FORMATTERS)}, "
+                         f"got {log_format!r}")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLinesFormatter())
+    handler.setFormatter(LOG_FORMATTERS[log_format]())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-
-
-def _package_version() -> str:
-    try:
-        return metadata.version("flowfabric")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 # -- subcommands that live elsewhere -------------------------------------------------------
@@ -114,7 +145,7 @@ async def _status(url: str) -> dict[str, Any]:
         loaded = await FunctionLibrary(client).loaded_version()
     flavour, version = server_version(info)
     return {
-        "ff_version": _package_version(),
+        "ff_version": ff.__version__,
         "server": {"flavour": flavour, "version": ".".join(map(str, version))},
         "library": {"expected": LIBRARY_VERSION, "loaded": loaded},
         "partitions": {text(k): int(v) for k, v in partitions.items()},
@@ -182,10 +213,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[Any], A
     """The parser, and the function that runs each subcommand (by name)."""
     parser = argparse.ArgumentParser(
         prog="ff", description="ff: durable execution on Valkey.")
-    parser.add_argument("--version", action="version", version=f"ff {_package_version()}")
-    parser.add_argument("--log-level", default=os.environ.get("FF_LOG_LEVEL", "info"),
-                        choices=["debug", "info", "warning", "error"],
-                        help="log level (default: FF_LOG_LEVEL or info)")
+    parser.add_argument("--version", action="version", version=f"ff {ff.__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands: dict[str, Callable[[Any], Any]] = {}
 
@@ -235,14 +263,40 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[Any], A
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(admin_run=_admin_status)
     commands["admin"] = lambda args: args.admin_run(args)
+    _add_global_options(parser)
     return parser, commands
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, top: bool = True) -> None:
+    """`--log-level` and `--log-format` on `parser` and on every subcommand below it, so
+    they work before or after the subcommand (`ff worker tasks --log-level debug`).
+
+    Only the top level has a default (None: `configure_logging` then reads the
+    environment): a subcommand's parser writes every default it has into the shared
+    namespace after the top level parsed, so its copies use SUPPRESS and leave a value
+    given before the subcommand alone.
+    """
+    default = None if top else argparse.SUPPRESS
+    options = parser.add_argument_group("logging (before or after the subcommand)")
+    options.add_argument("--log-level", choices=LOG_LEVELS, default=default,
+                         help="lowest level logged (default: FF_LOG_LEVEL, else info)")
+    options.add_argument("--log-format", choices=sorted(LOG_FORMATTERS), default=default,
+                         help="one JSON object or one text line per event "
+                              "(default: FF_LOG_FORMAT, else json)")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                _add_global_options(subparser, top=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv` (default: the command line), run the subcommand, return its exit code."""
     parser, commands = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.log_level)
+    try:
+        configure_logging(args.log_level, args.log_format)
+    except ValueError as exc:  # a bad FF_LOG_LEVEL / FF_LOG_FORMAT
+        parser.error(str(exc))
     command = commands.get(args.command)
     if command is None:
         module = "ff.worker.cli" if args.command == "worker" else "bench.cli"

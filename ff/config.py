@@ -1,5 +1,7 @@
 """Server configuration, read from `FF_*` environment variables (and CLI flags on top).
 
+    config = ServerConfig.from_env()     # what `ff serve` reads, for in-process servers too
+
 A bad value is a `ConfigError` naming the variable; `ff serve` exits with code 1 on it.
 """
 
@@ -62,6 +64,10 @@ class ServerConfig(msgspec.Struct, frozen=True):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerConfig:
+        """The configuration the `FF_*` variables in `env` (default: the process
+        environment) describe. The one place they are read: `ff serve` lays its flags
+        over this (`ff.serve.load_config`) and `Server.running()` without a config uses
+        it, so an in-process server is configured exactly like `ff serve`."""
         env = os.environ if env is None else env
         values: dict[str, object] = {}
         url = env.get("FF_VALKEY_URL", "").strip()

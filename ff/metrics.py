@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
 __all__ = [
@@ -195,8 +195,29 @@ class GaugeChild:
         self.value -= amount
 
 
+class _ReadChild:
+    """A value read at render time from whatever owns it (`set_function`)."""
+
+    __slots__ = ("_read",)
+
+    def __init__(self, read: Callable[[], float]) -> None:
+        self._read = read
+
+    @property
+    def value(self) -> float:
+        return self._read()
+
+
 class _Scalar(_Metric[_S]):
     """Counter and Gauge: one number per label set."""
+
+    def set_function(self, read: Callable[[], float]) -> None:
+        """Take the (unlabelled) value from `read()` at each render, for state that lives
+        elsewhere (a connection pool's counts): copying it in would go stale between
+        scrapes. A counter's `read` must never go down."""
+        if self.labelnames:
+            raise ValueError(f"{self.name} has labels {self.labelnames}; set_function needs none")
+        self._children[()] = _ReadChild(read)  # type: ignore[assignment]
 
     def value(self, **kv: object) -> float:
         """The current value for one label set (0 if never touched); does not create it."""

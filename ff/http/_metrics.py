@@ -2,17 +2,22 @@
 
 What lives here: `ff_http_requests_total` and `ff_http_request_duration_seconds` (labels
 `method`, `path` = route template or `unknown`, `status`, as in the reference), the function
-the pipeline calls once per answer, and `metrics_handler`, which serves a registry as
-Prometheus text. The registry itself lives in `ff/metrics.py`.
+the pipeline calls once per answer, `pool_metrics` (`ff_resp_pool_*`, read from a client's
+pool at each scrape) and `metrics_handler`, which serves registries as Prometheus text. The
+registry itself lives in `ff/metrics.py`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ff.metrics import (
     CONTENT_TYPE,
     REGISTRY,
     Counter,
     CounterChild,
+    Gauge,
     Histogram,
     HistogramChild,
     Registry,
@@ -20,7 +25,10 @@ from ff.metrics import (
 
 from ._message import Handler, Request, Response, raw_response
 
-__all__ = ["metrics_handler", "observe_request"]
+if TYPE_CHECKING:
+    from ff.resp import PoolStats
+
+__all__ = ["metrics_handler", "observe_request", "pool_metrics"]
 
 REQUESTS = Counter(
     "ff_http_requests_total",
@@ -55,10 +63,39 @@ def observe_request(method: str, path: str, status: int, seconds: float) -> None
     pair[1].observe(seconds)
 
 
-def metrics_handler(registry: Registry = REGISTRY) -> Handler:
-    """A handler serving `registry` in Prometheus text format 0.0.4 (mount it at `/metrics`)."""
+def pool_metrics(stats: Callable[[], PoolStats]) -> Registry:
+    """`ff_resp_pool_*` for one RESP pool (`stats` is e.g. `server.client.stats`), in a
+    registry of its own: each app publishes its own server's pool, and nothing global keeps
+    a closed server's client alive."""
+    registry = Registry()
+    for kind, name, documentation, read in (
+        (Gauge, "size", "Connection slots of the shared RESP pool.", lambda s: s.size),
+        (Gauge, "connections", "Live connections of the shared RESP pool.",
+         lambda s: s.connections),
+        (Gauge, "waiters", "Callers waiting for a live connection (none up yet).",
+         lambda s: s.waiters),
+        (Gauge, "pending_replies", "Replies the live connections still owe their callers.",
+         lambda s: s.pending_replies),
+        (Counter, "reconnects_total", "Connections opened again after one broke or failed.",
+         lambda s: s.reconnects),
+        (Counter, "errors_total", "Failed connects and lost connections.",
+         lambda s: s.errors),
+        (Gauge, "last_error_timestamp_seconds",
+         "Unix time of the latest connection error (0: none yet); its message is in "
+         "Client.stats().last_error.", lambda s: s.last_error_at or 0),
+    ):
+        metric = kind(f"ff_resp_pool_{name}", documentation, registry=registry)
+        metric.set_function(lambda read=read: read(stats()))
+    return registry
+
+
+def metrics_handler(*registries: Registry) -> Handler:
+    """A handler serving `registries` (default: the process-wide one) in Prometheus text
+    format 0.0.4, one after the other (mount it at `/metrics`)."""
+    registries = registries or (REGISTRY,)
 
     async def serve_metrics(request: Request) -> Response:
-        return raw_response(200, registry.render().encode(), CONTENT_TYPE)
+        text = "".join(registry.render() for registry in registries)
+        return raw_response(200, text.encode(), CONTENT_TYPE)
 
     return serve_metrics

@@ -15,8 +15,7 @@ mechanics (`ff/http/_app.py`, `_server.py`).
 
 from __future__ import annotations
 
-from importlib import metadata
-
+import ff
 from ff import metrics
 from ff.config import ConfigError, ServerConfig
 from ff.core.records import (
@@ -43,7 +42,7 @@ from ._message import (
     json_response,
     raw_response,
 )
-from ._metrics import metrics_handler
+from ._metrics import metrics_handler, pool_metrics
 from ._router import BODY_LIMIT_CONTROL, BODY_LIMIT_LARGE, Router
 from .errors import mapping_errors
 from .openapi import openapi_handler
@@ -89,13 +88,6 @@ EXECUTIONS_COMPLETED = metrics.Counter(
     "executions in Valkey directly; those are not seen here.",
     ["outcome"],
 )
-
-
-def _package_version() -> str:
-    try:
-        return metadata.version("flowfabric")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 def _decode_create(request: Request) -> CreateExecutionArgs:
@@ -258,9 +250,10 @@ def build_router(server: Server, *, bearer_auth: bool = False) -> Router:
         request_type=ClaimRequest, response_type=ClaimGrant,
         summary="The next claim grant for a worker (204 when there is no work)")
     add("GET", "/healthz", h.healthz, response_type=Health, summary="Liveness (Valkey PING)")
-    router.add("GET", "/metrics", metrics_handler(), summary="Prometheus metrics")
+    router.add("GET", "/metrics", metrics_handler(metrics.REGISTRY, pool_metrics(
+        server.client.stats)), summary="Prometheus metrics")
     router.add("GET", "/v1/openapi.json", openapi_handler(
-        router, title="ff", version=_package_version(), bearer_auth=bearer_auth),
+        router, title="ff", version=ff.__version__, bearer_auth=bearer_auth),
         summary="This document")
     return router
 

@@ -4,7 +4,7 @@
         await client.execute("SET", "k", 1)
         results = await client.pipeline().execute_command("GET", "k").run()
 
-Module map: `_client` (public Client), `_pool` (shared connections, reconnection),
+Module map: `_client` (public Client), `_pool` (shared connections, reconnection, stats),
 `_connection` (one multiplexed connection), `_transport` (socket/TLS + handshake),
 `_parser` (reply decoding), `_commands` (argument encoding), `_pipeline`, `_pubsub`,
 `_helpers` (FCALL/SCAN helpers), `_host` (where background tasks run), `_url`,
@@ -15,6 +15,7 @@ from ff.resp import errors
 from ff.resp._client import Client
 from ff.resp._connection import Connection
 from ff.resp._pipeline import Pipeline
+from ff.resp._pool import PoolStats
 from ff.resp._pubsub import Subscription
 from ff.resp._url import ConnectionParams, parse_url
 from ff.resp.slots import key_slot
@@ -24,6 +25,7 @@ __all__ = [
     "Connection",
     "ConnectionParams",
     "Pipeline",
+    "PoolStats",
     "Subscription",
     "errors",
     "key_slot",

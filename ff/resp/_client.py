@@ -23,7 +23,7 @@ from ff.resp._connection import Connection
 from ff.resp._helpers import CommandHelpers
 from ff.resp._host import TaskHost
 from ff.resp._pipeline import Pipeline
-from ff.resp._pool import Pool
+from ff.resp._pool import Pool, PoolStats
 from ff.resp._pubsub import Subscription
 from ff.resp._transport import open_transport
 from ff.resp._url import ConnectionParams, parse_url
@@ -89,6 +89,11 @@ class Client(CommandHelpers):
     def _close(self) -> None:
         self._closed = True
         self._pool.close()
+
+    def stats(self) -> PoolStats:
+        """The shared pool's live connections, waiters, reconnects and last error
+        (dedicated connections and subscriptions are not in it)."""
+        return self._pool.stats()
 
     def _check_open(self) -> None:
         if self._closed:

@@ -93,6 +93,11 @@ class Connection:
         stream, reader = await open_transport(params)
         return cls(stream, reader, params, command_timeout=command_timeout, on_broken=on_broken)
 
+    @property
+    def pending(self) -> int:
+        """Replies this connection still owes its callers (a pipeline counts each)."""
+        return len(self._waiters)
+
     async def execute(self, *args: str | bytes | int | float, timeout: float | None = None) -> Any:
         """Send one command and return its decoded reply; raise its error reply.
 

@@ -10,13 +10,17 @@ connection broke, fail at once with that error: a dead server costs callers noth
 and the slots bring the pool back by themselves.
 
 `request(frames, count, timeout)` is the narrow interface the client, pipelines and a
-future cluster router (one pool per node, chosen by hash slot) are built on.
+future cluster router (one pool per node, chosen by hash slot) are built on. `stats()`
+says what the pool is doing (live connections, callers waiting, reconnects, the last
+error) without touching it; `/metrics` publishes it.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
+import msgspec
 import trio
 
 from ff.resp import errors
@@ -28,6 +32,20 @@ from ff.resp._url import ConnectionParams
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 2.0
 STABLE_AFTER = 1.0  # a connection that lived this long resets the backoff
+
+
+class PoolStats(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of one pool. Counters (`reconnects`, `errors`) only grow."""
+
+    address: str
+    size: int  # connection slots
+    connections: int  # live connections now
+    waiters: int  # callers waiting for a first live connection
+    pending_replies: int  # replies awaited on the live connections
+    reconnects: int  # connections opened after a slot's first attempt
+    errors: int  # failed connects and lost connections
+    last_error: str | None = None  # the latest of those, kept after the pool recovers
+    last_error_at: float | None = None  # its wall-clock time, Unix seconds
 
 
 class Requester(Protocol):
@@ -52,6 +70,10 @@ class Pool:
         self._next = 0
         self._current: Connection | None = None  # takes commands while its batch is open
         self._error: errors.RespError | None = None  # latest failure; used while none is live
+        self._waiters = 0
+        self._reconnects = 0
+        self._errors = 0
+        self._last_error: tuple[str, float] | None = None  # (message, Unix time), for stats
         self._changed = trio.Event()
         self._starting = False
         self._closed = False
@@ -70,16 +92,20 @@ class Pool:
         return await connection.request(frames, count, timeout)
 
     async def _wait_for_connection(self) -> Connection:
-        while not self._live:
-            if self._closed:
-                raise errors.ClientClosedError("the client is closed")
-            if self._error is not None:
-                raise _fresh(self._error)
-            if self._scope is None and not self._starting:
-                await self._start()
-            else:
-                await self._changed.wait()
-        return self._live[0]
+        self._waiters += 1
+        try:
+            while not self._live:
+                if self._closed:
+                    raise errors.ClientClosedError("the client is closed")
+                if self._error is not None:
+                    raise _fresh(self._error)
+                if self._scope is None and not self._starting:
+                    await self._start()
+                else:
+                    await self._changed.wait()
+            return self._live[0]
+        finally:
+            self._waiters -= 1
 
     async def _start(self) -> None:
         """Start the slot tasks (first use). If the starting caller is cancelled, the next
@@ -103,16 +129,21 @@ class Pool:
 
     async def _keep_connected(self) -> None:
         delay = BACKOFF_MIN
+        first_attempt = True
         while True:
             try:
                 connection = await Connection.connect(
                     self._params, command_timeout=self._command_timeout, on_broken=self._lost
                 )
             except errors.RespError as exc:
+                first_attempt = False
                 self._set_error(exc)
                 await trio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
+            if not first_attempt:
+                self._reconnects += 1
+            first_attempt = False
             self._live.append(connection)
             self._error = None
             self._notify()
@@ -127,6 +158,8 @@ class Pool:
     def _lost(self, connection: Connection) -> None:
         if connection in self._live:
             self._live.remove(connection)
+        if self._closed:  # closing the pool broke it: not a failure
+            return
         self._set_error(
             errors.ConnectionError(
                 f"connection to {self._params.address} lost: {describe(connection.error)}"
@@ -134,12 +167,25 @@ class Pool:
         )
 
     def _set_error(self, error: errors.RespError) -> None:
+        """The one place a failed connect or a lost connection is recorded."""
         self._error = error
+        self._errors += 1
+        self._last_error = (f"{type(error).__name__}: {error}", time.time())
         self._notify()
 
     def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
+
+    def stats(self) -> PoolStats:
+        """What the pool holds and has been through; cheap enough for every scrape."""
+        message, at = self._last_error or (None, None)
+        return PoolStats(
+            address=self._params.address, size=self._size, connections=len(self._live),
+            waiters=self._waiters, pending_replies=sum(c.pending for c in self._live),
+            reconnects=self._reconnects, errors=self._errors, last_error=message,
+            last_error_at=at,
+        )
 
     def close(self) -> None:
         """Close every connection and stop reconnecting; later requests fail."""

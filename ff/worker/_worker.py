@@ -46,6 +46,7 @@ from ff.script import scheduling as scheduling_fns
 from ff.script.library import FunctionLibrary, text
 from ff.transient import is_transient
 from ff.worker._grants import LeaseSource, SchedulerLeases, ServerGrants, _Identity
+from ff.worker._summary import TaskCounts
 from ff.worker._task import ClaimedTask, LeaseLostError
 
 log = logging.getLogger("ff.worker")
@@ -89,6 +90,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     namespace: str = "default"
     grant_ttl_ms: int = 5_000
     grace_period_s: float = 30.0
+    summary_interval_s: float = 10.0
 
 
 class _HandlerPool:
@@ -135,6 +137,7 @@ class Worker:
         namespace: str = "default",
         api_token: str | None = None,
         grace_period_s: float = 30.0,
+        summary_interval_s: float = 10.0,
     ) -> None:
         self.config = WorkerConfig(
             valkey_url=valkey_url, server_url=server_url, api_token=api_token,
@@ -142,12 +145,14 @@ class Worker:
             worker_instance_id=worker_instance_id, lanes=_tokens(lanes, "lanes"),
             capabilities=_tokens(capabilities, "capabilities"), lease_ttl_ms=lease_ttl_ms,
             max_concurrent=max_concurrent, namespace=namespace, grace_period_s=grace_period_s,
+            summary_interval_s=summary_interval_s,
         )
         self.handlers: dict[str, Handler] = {}
         self._stack: AsyncExitStack | None = None
         self._stopping = trio.Event()
         self._wait_scopes: set[trio.CancelScope] = set()
         self._tasks: set[ClaimedTask] = set()
+        self._counts = TaskCounts()
         self._lane_cursor = 0
 
     @classmethod
@@ -196,6 +201,9 @@ class Worker:
             self._nursery = await stack.enter_async_context(trio.open_nursery())
             stack.push_async_callback(self._end_session)
             self._nursery.start_soon(self._heartbeat)
+            if cfg.summary_interval_s > 0:
+                self._nursery.start_soon(self._counts.log_every, cfg.summary_interval_s,
+                                         lambda: len(self._tasks))
             self._stack = stack.pop_all()
         log.info("worker connected", extra={
             "worker_id": cfg.worker_id, "worker_instance_id": cfg.worker_instance_id,
@@ -224,6 +232,8 @@ class Worker:
         capabilities_csv(cfg.capabilities, "worker")
         if cfg.lease_ttl_ms < 1 or cfg.max_concurrent < 1:
             raise ValueError("lease_ttl_ms and max_concurrent must be at least 1")
+        if cfg.summary_interval_s < 0:
+            raise ValueError("summary_interval_s must not be negative (0 turns it off)")
         return msgspec.structs.replace(cfg, valkey_url=url, worker_instance_id=instance,
                                        lanes=tuple(dict.fromkeys(cfg.lanes)))
 
@@ -332,7 +342,7 @@ class Worker:
                 if is_transient(exc):
                     raise
                 # Lost a race for it, the grant lapsed, or a reclaim hit its cap.
-                log.info("grant not usable", extra={"lane_id": lane, "reason": exc.code})
+                log.debug("grant not usable", extra={"lane_id": lane, "reason": exc.code})
                 continue
             if lease is None:
                 continue
@@ -346,6 +356,7 @@ class Worker:
 
     def _task_released(self, task: ClaimedTask, *, holds_slot: bool) -> None:
         self._tasks.discard(task)
+        self._counts.ended(task.outcome)
         if holds_slot:
             self._slots.release()
 
@@ -456,11 +467,13 @@ class Worker:
             pool.nursery.start_soon(self._execute, task, pool, name=f"ff-task-{task.kind}")
 
     async def _execute(self, task: ClaimedTask, pool: _HandlerPool) -> None:
-        """Runs one task to its end and always gives its slot back."""
+        """Runs one task to its end and always gives its slot back. Its two lines are
+        debug: at info, `TaskCounts` sums tasks up once per interval instead."""
         started = trio.current_time()
-        log.info("task claimed", extra={
-            "execution_id": task.execution_id, "kind": task.kind,
-            "attempt_index": task.attempt_index, "lane_id": task.lane_id})
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("task claimed", extra={
+                "execution_id": task.execution_id, "kind": task.kind,
+                "attempt_index": task.attempt_index, "lane_id": task.lane_id})
         outcome = "unfinished"
         try:
             outcome = await self._dispatch(task)
@@ -477,9 +490,10 @@ class Worker:
                 outcome = f"failed:{category}"
             self._slots.release()
             pool.leave()
-            log.info("task finished", extra={
-                "execution_id": task.execution_id, "kind": task.kind, "outcome": outcome,
-                "duration_ms": round((trio.current_time() - started) * 1000)})
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("task finished", extra={
+                    "execution_id": task.execution_id, "kind": task.kind, "outcome": outcome,
+                    "duration_ms": round((trio.current_time() - started) * 1000)})
 
     async def _dispatch(self, task: ClaimedTask) -> str:
         handler = self.handlers.get(task.kind)

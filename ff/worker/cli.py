@@ -56,6 +56,8 @@ def add_worker_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lease-ttl-ms", type=_positive_int, help="lease TTL in ms")
     parser.add_argument("--grace-period", type=float,
                         help="seconds in-flight tasks get after SIGTERM before being given back")
+    parser.add_argument("--summary-interval", type=float, metavar="SECONDS",
+                        help="seconds between the info summary lines (default 10, 0 = none)")
 
 
 def load_worker(target: str) -> Worker:
@@ -78,18 +80,19 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
              "capabilities": args.capabilities, "max_concurrent": args.concurrency,
              "worker_id": args.worker_id, "worker_instance_id": args.worker_instance_id,
              "namespace": args.namespace, "lease_ttl_ms": args.lease_ttl_ms,
-             "grace_period_s": args.grace_period}
+             "grace_period_s": args.grace_period,
+             "summary_interval_s": args.summary_interval}
     return {name: value for name, value in flags.items() if value is not None}
 
 
 def configure_logging() -> None:
-    """ff's JSON lines (one object per event, with the `extra=` fields), unless logging
-    is set up already (by `ff` itself, or by the user's module)."""
+    """ff's log lines (level and format from FF_LOG_LEVEL / FF_LOG_FORMAT), unless
+    logging is set up already (by `ff` itself, or by the user's module)."""
     if logging.getLogger().handlers:
         return
-    from ff.cli import configure_logging as json_lines
+    from ff.cli import configure_logging as log_lines
 
-    json_lines("info")
+    log_lines()
 
 
 def run_worker_command(args: argparse.Namespace) -> int:

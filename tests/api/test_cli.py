@@ -1,5 +1,6 @@
-"""The `ff` CLI in-process: help for each command, `admin status`, the JSON-lines log
-format, configuration precedence, and `serve()`'s graceful shutdown on SIGTERM."""
+"""The `ff` CLI: help for each command, `admin status`, the log formats, configuration
+precedence, `serve()`'s graceful shutdown on SIGTERM, and (as the installed console script,
+in a subprocess) `--version` and the global options on either side of the subcommand."""
 
 from __future__ import annotations
 
@@ -7,21 +8,34 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from functools import partial
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 import trio
 
-from ff.cli import JsonLinesFormatter, main
+import ff
+from ff.cli import JsonLinesFormatter, TextFormatter, build_parser, main
 from ff.config import ConfigError
+from ff.core.records import CreateExecutionArgs
 from ff.serve import ServeOptions, load_config, redact_url, serve
 from ff.server import Server
 from tests.api.conftest import running_api
 from tests.engine.conftest import engine_config
 from tests.http.httptoy import RawClient
+
+ROOT = Path(__file__).resolve().parents[2]
+FF = Path(sys.executable).with_name("ff")  # the console script of the environment under test
+
+
+def ff_command(*argv: str) -> list[str]:
+    if not FF.is_file():
+        pytest.skip(f"no `ff` console script beside {sys.executable}")
+    return [str(FF), *argv]
 
 
 @pytest.fixture(autouse=True)
@@ -100,6 +114,69 @@ def test_json_lines_formatter() -> None:
         record.exc_info = sys.exc_info()
     line = formatter.format(record)
     assert "\n" not in line and "ValueError" in json.loads(line)["exc"]
+
+
+def test_text_formatter() -> None:
+    record = logging.LogRecord("ff.worker", logging.INFO, __file__, 1, "worker summary", (),
+                               None)
+    record.done, record.lane_id, record.error = 12, "default", "two words"
+    line = TextFormatter().format(record)
+    assert line.endswith(' info    ff.worker: worker summary done=12 lane_id=default '
+                         'error="two words"')
+
+
+def test_version_comes_from_the_flowfabric_distribution() -> None:
+    installed = metadata.version("flowfabric")
+    assert ff.__version__ == installed
+    done = subprocess.run(ff_command("--version"), capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout) == (0, f"ff {installed}\n")
+
+
+@pytest.mark.parametrize("argv, level, log_format", [
+    (["worker", "m"], None, None),  # None: FF_LOG_LEVEL / FF_LOG_FORMAT, else info / json
+    (["worker", "m", "--log-level", "warning"], "warning", None),
+    (["--log-level", "error", "worker", "m"], "error", None),  # not reset by `worker`
+    (["--log-format", "text", "admin", "--log-level", "debug", "status"], "debug", "text"),
+    (["admin", "status", "--log-format", "text"], None, "text"),
+])
+def test_global_options_parse_in_any_position(argv: list[str], level: str,
+                                              log_format: str) -> None:
+    args = build_parser()[0].parse_args(argv)
+    assert (args.log_level, args.log_format) == (level, log_format)
+
+
+async def test_worker_takes_log_options_after_its_module(server_url: str,
+                                                        tmp_path: Path) -> None:
+    """`ff worker MODULE --log-level debug --log-format text` runs, and the options apply:
+    the per-task lines (debug) show up, as text."""
+    log_path = tmp_path / "worker.log"
+    async with Server.running(engine_config(server_url)) as server:
+        with log_path.open("wb") as log_file:
+            process = await trio.lowlevel.open_process(
+                ff_command("worker", "tests.worker.procworker", "--valkey-url", server_url,
+                           "--log-level", "debug", "--log-format", "text"),
+                cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        try:
+            created = await server.create_execution(CreateExecutionArgs(
+                execution_kind="slow", input_payload=b'{"seconds": 0}',
+                payload_encoding="json"))
+            with trio.fail_after(15):
+                while "task finished" not in log_path.read_text():
+                    await trio.sleep(0.05)
+            assert await server.get_execution_state(created.execution_id) == "completed"
+            process.send_signal(signal.SIGTERM)
+            with trio.fail_after(10):
+                assert await process.wait() == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    lines = log_path.read_text().splitlines()
+    finished = [line for line in lines if "ff.worker: task finished" in line]
+    assert len(finished) == 1 and " debug " in finished[0]
+    assert "outcome=completed" in finished[0]
+    assert not any(line.startswith("{") for line in lines)
 
 
 def test_flags_win_over_the_environment() -> None:

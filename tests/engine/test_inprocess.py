@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 import trio
 
+from ff.config import ConfigError, ServerConfig
 from ff.core.policy import ExecutionPolicy, FixedBackoff, RetryPolicy
 from ff.core.records import CreateExecutionArgs
 from ff.script import execution as fns
+from ff.serve import ServeOptions, load_config
 from ff.server import Server
-from tests.engine.conftest import claim, engine_config, fence
+from tests.engine.conftest import SECRET, claim, engine_config, fence
 
 pytestmark = pytest.mark.compat
 
@@ -41,3 +43,25 @@ async def test_in_process_program_runs_jobs_with_scanners(server_url: str) -> No
                                              result=str(value * value).encode(), **fence(lease))
         results = [await server.get_execution_result(e) for e in ids]
         assert results == [str(n * n).encode() for n in range(10)]
+
+
+async def test_from_env_configures_an_in_process_server_like_ff_serve(
+        server_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An existing Valkey needs its URL and the HMAC secret; `ServerConfig.from_env()` reads
+    them (and every other FF_* variable) exactly as `ff serve` does."""
+    for name, value in {"FF_VALKEY_URL": server_url, "FF_WAITPOINT_HMAC_SECRET": SECRET,
+                        "FF_LANES": "default,mail", "FF_FLOW_PARTITIONS": "4",
+                        "FF_BUDGET_PARTITIONS": "2", "FF_QUOTA_PARTITIONS": "2"}.items():
+        monkeypatch.setenv(name, value)
+    config = ServerConfig.from_env()
+    assert config == load_config(ServeOptions())
+    async with Server.running(config) as server:
+        assert server.embedded is None and server.config.lanes == ("default", "mail")
+        created = await server.create_execution(
+            CreateExecutionArgs(execution_kind="email", lane_id="mail"))
+        assert await server.get_execution_state(created.execution_id) == "waiting"
+
+    monkeypatch.delenv("FF_WAITPOINT_HMAC_SECRET")
+    with pytest.raises(ConfigError, match="FF_WAITPOINT_HMAC_SECRET"):
+        async with Server.running(ServerConfig.from_env()):
+            pass

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from ff.http._metrics import pool_metrics
 from ff.metrics import Counter, Gauge, Histogram, Registry
+from ff.resp import PoolStats
 
 
 def test_counter_gauge_histogram_text() -> None:
@@ -94,3 +96,29 @@ def test_misuse_is_refused() -> None:
         Histogram("ff_h", "H.", ["le"], registry=registry)
     with pytest.raises(ValueError, match="increasing"):
         Histogram("ff_h2", "H.", buckets=[1, 0.5], registry=registry)
+
+
+def test_set_function_reads_at_render_time() -> None:
+    registry = Registry()
+    live = [2]
+    Gauge("ff_live", "Live.", registry=registry).set_function(lambda: live[0])
+    Counter("ff_seen_total", "Seen.", registry=registry).set_function(lambda: 7)
+    assert "ff_live 2\n" in registry.render() and "ff_seen_total 7\n" in registry.render()
+    live[0] = 0
+    assert "ff_live 0\n" in registry.render()
+    with pytest.raises(ValueError, match="needs none"):
+        Gauge("ff_l", "L.", ["lane"], registry=registry).set_function(lambda: 1)
+
+
+def test_pool_metrics_render_a_pool_snapshot() -> None:
+    stats = PoolStats(address="127.0.0.1:6379", size=4, connections=3, waiters=1,
+                      pending_replies=9, reconnects=2, errors=5, last_error="ConnectionError: x",
+                      last_error_at=1_700_000_000.5)
+    text = pool_metrics(lambda: stats).render()
+    assert "# TYPE ff_resp_pool_reconnects_total counter\n" in text
+    assert "# TYPE ff_resp_pool_connections gauge\n" in text
+    assert [line for line in text.splitlines() if not line.startswith("#")] == [
+        "ff_resp_pool_size 4", "ff_resp_pool_connections 3", "ff_resp_pool_waiters 1",
+        "ff_resp_pool_pending_replies 9", "ff_resp_pool_reconnects_total 2",
+        "ff_resp_pool_errors_total 5", "ff_resp_pool_last_error_timestamp_seconds 1700000000.5",
+    ]

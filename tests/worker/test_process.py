@@ -29,13 +29,14 @@ ROOT = Path(__file__).resolve().parents[2]
 @asynccontextmanager
 async def worker_process(server_url: str, log_path: Path, *flags: str
                          ) -> AsyncIterator[trio.Process]:
-    """`python -m ff.worker.cli tests.worker.procworker` with its log in `log_path`."""
+    """`python -m ff.worker.cli tests.worker.procworker` with its log in `log_path`, at
+    debug level (the per-task lines)."""
     with log_path.open("wb") as log_file:
         process = await trio.lowlevel.open_process(
             [sys.executable, "-m", "ff.worker.cli", "tests.worker.procworker",
              "--valkey-url", server_url, *flags],
             cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)})
+            env={**os.environ, "PYTHONPATH": str(ROOT), "FF_LOG_LEVEL": "debug"})
     try:
         yield process
     finally:
