@@ -114,7 +114,7 @@ class ServerConfig(msgspec.Struct, frozen=True):
             if var in env:
                 intervals[field] = _int(env, var, 0) / divisor
         values["intervals"] = ScannerIntervals(**intervals)
-        return cls(**values)
+        return msgspec.structs.replace(cls(), **values)
 
 
 def parse_listen_addr(value: str) -> tuple[str, int]:

@@ -156,16 +156,18 @@ async def lease_from_grant(
 ) -> LeaseHandle:
     """Turns a grant into a lease: reclaim, fresh claim, or resume of an interrupted
     attempt (the library says which when the fresh claim does not apply)."""
-    common = {
-        "worker_id": worker_id, "worker_instance_id": worker_instance_id,
-        "lease_id": str(uuid.uuid4()), "lease_ttl_ms": lease_ttl_ms,
-        "attempt_id": str(uuid.uuid4()),
-    }
+    lease_id, attempt_id = str(uuid.uuid4()), str(uuid.uuid4())
+
+    async def take(claim: Callable[..., Awaitable[LeaseHandle]]) -> LeaseHandle:
+        return await claim(library, grant.execution_id, worker_id=worker_id,
+                           worker_instance_id=worker_instance_id, lease_id=lease_id,
+                           lease_ttl_ms=lease_ttl_ms, attempt_id=attempt_id)
+
     if grant.kind == "reclaim":
-        return await lease_fns.reclaim_execution(library, grant.execution_id, **common)
+        return await take(lease_fns.reclaim_execution)
     try:
-        return await lease_fns.claim_execution(library, grant.execution_id, **common)
+        return await take(lease_fns.claim_execution)
     except ContentionError as exc:
         if exc.code != "use_claim_resumed_execution":
             raise
-    return await lease_fns.claim_resumed_execution(library, grant.execution_id, **common)
+    return await take(lease_fns.claim_resumed_execution)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -103,7 +103,7 @@ def redact_url(url: str) -> str:
 
 
 async def _watch_signals(
-    signals: trio.abc.ReceiveChannel[int], stop: trio.Event, scope: trio.CancelScope
+    signals: AsyncIterator[int], stop: trio.Event, scope: trio.CancelScope
 ) -> None:
     async for signum in signals:
         name = signal.Signals(signum).name
@@ -151,7 +151,8 @@ async def _serve_until(
                 "binary": server.embedded.binary,
             })
         else:
-            log.info("connected to valkey", extra={"url": redact_url(server.config.valkey_url)})
+            url = redact_url(server.config.valkey_url or "")
+            log.info("connected to valkey", extra={"url": url})
         app = build_app(server)
         if not server.config.api_token:
             log.warning("FF_API_TOKEN is not set: the API (results included) is open to "

@@ -49,24 +49,24 @@ class Server(ExecutionsApi, SchedulingApi, WaitpointsApi, FlowsApi, BudgetsApi, 
     @asynccontextmanager
     async def running(cls, config: ServerConfig | None = None) -> AsyncIterator[Server]:
         """Boot a server, run its scanners, and shut it down when the block exits."""
-        config = config or ServerConfig.from_env()
+        settings = ServerConfig.from_env() if config is None else config
         async with AsyncExitStack() as stack:
             embedded = None
-            if config.valkey_url is None:
-                config, embedded = await stack.enter_async_context(embedded_deployment(config))
-            elif not config.waitpoint_hmac_secret:
+            if settings.valkey_url is None:
+                settings, embedded = await stack.enter_async_context(
+                    embedded_deployment(settings))
+            elif not settings.waitpoint_hmac_secret:
                 raise ConfigError("FF_WAITPOINT_HMAC_SECRET is required with an external Valkey")
-            assert config.valkey_url is not None
             client = await stack.enter_async_context(
-                Client.from_url(config.valkey_url, pool_size=config.pool_size,
+                Client.from_url(settings.valkey_url or "", pool_size=settings.pool_size,
                                 client_name="ff-server")
             )
-            server = cls(config, client)
+            server = cls(settings, client)
             server.embedded = embedded
             await server.start()
             async with trio.open_nursery() as nursery:
                 server._engine_scope = nursery.cancel_scope
-                if config.scanners_enabled:
+                if settings.scanners_enabled:
                     await nursery.start(server.engine.run)
                 try:
                     yield server

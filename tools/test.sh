@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 FF_SETUP_REDIS=1 source tools/setup.sh
 
 .venv/bin/ruff check .
+.venv/bin/mypy
 echo "== test suite against valkey-server"
 FF_TEST_SERVER=valkey-server .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 echo "== compatibility subset against redis-server"

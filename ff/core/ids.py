@@ -55,7 +55,7 @@ class ExecutionId(str):
         return cls.mint(config.flow_partition(flow_id))
 
     @property
-    def partition(self) -> int:
+    def partition(self) -> int:  # type: ignore[override]  # str.partition is not used on ids
         return int(self[4 : self.index("}")])
 
     @property

@@ -50,7 +50,7 @@ def decode_json(request: Request, type_: type[T]) -> T:
     if decoder is None:
         decoder = _decoders[type_] = msgspec.json.Decoder(type_)
     try:
-        return decoder.decode(body)  # type: ignore[no-any-return]
+        return decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise ApiError(400, f"invalid JSON: {exc}", kind="invalid_body") from None
     except msgspec.DecodeError as exc:

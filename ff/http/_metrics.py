@@ -10,6 +10,7 @@ registry itself lives in `ff/metrics.py`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from ff.metrics import (
@@ -27,6 +28,8 @@ from ._message import Handler, Request, Response, raw_response
 
 if TYPE_CHECKING:
     from ff.resp import PoolStats
+
+    _Reading = tuple[type[Gauge | Counter], str, str, Callable[[PoolStats], float]]
 
 __all__ = ["metrics_handler", "observe_request", "pool_metrics"]
 
@@ -63,12 +66,16 @@ def observe_request(method: str, path: str, status: int, seconds: float) -> None
     pair[1].observe(seconds)
 
 
+def _read_now(stats: Callable[[], PoolStats], read: Callable[[PoolStats], float]) -> float:
+    return read(stats())
+
+
 def pool_metrics(stats: Callable[[], PoolStats]) -> Registry:
     """`ff_resp_pool_*` for one RESP pool (`stats` is e.g. `server.client.stats`), in a
     registry of its own: each app publishes its own server's pool, and nothing global keeps
     a closed server's client alive."""
     registry = Registry()
-    for kind, name, documentation, read in (
+    readings: tuple[_Reading, ...] = (
         (Gauge, "size", "Connection slots of the shared RESP pool.", lambda s: s.size),
         (Gauge, "connections", "Live connections of the shared RESP pool.",
          lambda s: s.connections),
@@ -83,9 +90,10 @@ def pool_metrics(stats: Callable[[], PoolStats]) -> Registry:
         (Gauge, "last_error_timestamp_seconds",
          "Unix time of the latest connection error (0: none yet); its message is in "
          "Client.stats().last_error.", lambda s: s.last_error_at or 0),
-    ):
+    )
+    for kind, name, documentation, read in readings:
         metric = kind(f"ff_resp_pool_{name}", documentation, registry=registry)
-        metric.set_function(lambda read=read: read(stats()))
+        metric.set_function(partial(_read_now, stats, read))
     return registry
 
 

@@ -136,8 +136,8 @@ class _Handlers:
     async def create_execution(self, request: Request) -> Response:
         created = await self.server.create_execution(_decode_create(request))
         if created.duplicate:
-            body = DuplicateBody(created.execution_id, created.public_state)
-            return json_response(200, CreateResponse(Duplicate=body))
+            duplicate = DuplicateBody(created.execution_id, created.public_state)
+            return json_response(200, CreateResponse(Duplicate=duplicate))
         EXECUTIONS_CREATED.inc()
         body = CreatedBody(created.execution_id, created.public_state)
         return json_response(201, CreateResponse(Created=body))

@@ -206,7 +206,7 @@ class Connection:
                 data = await receive(RECEIVE_SIZE)
                 if not data:
                     raise errors.ConnectionError("the server closed the connection")
-                reader.feed(data)
+                reader.feed(bytes(data))
                 while (reply := reader.gets()) is not NEED_DATA:
                     if type(reply) is PushNotification:
                         continue  # e.g. CLIENT TRACKING invalidations: nobody asked

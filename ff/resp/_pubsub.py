@@ -65,7 +65,7 @@ class Subscription:
                 raise errors.ConnectionError(f"subscription to {self._address} lost") from exc
             if not data:
                 raise errors.ConnectionError(f"{self._address} closed the subscription")
-            self._reader.feed(data)
+            self._reader.feed(bytes(data))
 
     async def _send(self, frames: bytes) -> None:
         try:

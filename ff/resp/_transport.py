@@ -50,8 +50,10 @@ async def open_transport(params: ConnectionParams) -> tuple[trio.abc.Stream, Rep
         raise
 
 
-def describe(exc: BaseException) -> str:
+def describe(exc: BaseException | None) -> str:
     """Readable reason for an I/O failure; trio.BrokenResourceError keeps it in __cause__."""
+    if exc is None:
+        return "unknown reason"
     return str(exc) or str(exc.__cause__ or "") or type(exc).__name__
 
 
@@ -107,4 +109,4 @@ async def _read_replies(stream: trio.abc.Stream, reader: ReplyReader, count: int
         data = await stream.receive_some(RECEIVE_SIZE)
         if not data:
             raise errors.ConnectionError("the server closed the connection")
-        reader.feed(data)
+        reader.feed(bytes(data))

@@ -7,6 +7,7 @@ on every scheme. A password without a user name authenticates as `default`.
 
 from __future__ import annotations
 
+import functools
 import ssl
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -53,16 +54,14 @@ def parse_url(
     db = _int_param(query.get("db", [None])[-1], "db")
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password is not None else None
-    common = {
-        "username": username,
-        "password": password,
-        "client_name": client_name,
-        "connect_timeout": connect_timeout,
-    }
+    common = functools.partial(
+        ConnectionParams, username=username, password=password, client_name=client_name,
+        connect_timeout=connect_timeout,
+    )
     if scheme == "unix":
         if not parts.path:
             raise ValueError(f"unix URL without a socket path: {_redact(url)}")
-        return ConnectionParams(unix_path=unquote(parts.path), db=db or 0, **common)
+        return common(unix_path=unquote(parts.path), db=db or 0)
     path = parts.path.strip("/")
     if path:
         if db is not None:
@@ -73,9 +72,9 @@ def parse_url(
     except ValueError as exc:
         raise ValueError(f"invalid port in {_redact(url)}") from exc
     tls = scheme == "rediss"
-    return ConnectionParams(
+    return common(
         host=parts.hostname or "127.0.0.1", port=port, db=db or 0, tls=tls,
-        ssl_context=ssl_context if tls else None, **common,
+        ssl_context=ssl_context if tls else None,
     )
 
 

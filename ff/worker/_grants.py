@@ -64,7 +64,7 @@ class ServerGrants:
         })
         if response.status == 204:
             return None
-        grant = response.raise_for_status().json(ClaimGrant)
+        grant: ClaimGrant = response.raise_for_status().json(ClaimGrant)
         return grant if grant.lane_id else msgspec.structs.replace(grant, lane_id=lane_id)
 
     async def next_lease(self, lane_id: str) -> LeaseHandle | None:

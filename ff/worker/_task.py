@@ -269,7 +269,8 @@ class ClaimedTask:
                     with trio.fail_after(max(self._expires_local - sent_at, 0.001)):
                         await lease_fns.renew_lease(
                             self._library, self.execution_id, attempt_index=self.attempt_index,
-                            lease_ttl_ms=self._ttl_ms, **self._fence())
+                            attempt_id=self.attempt_id, lease_id=self.lease_id,
+                            lease_epoch=self.lease_epoch, lease_ttl_ms=self._ttl_ms)
                 except (FFError, resp_errors.RespError, trio.TooSlowError) as exc:
                     if self.ended:
                         return

@@ -191,7 +191,8 @@ class Worker:
         self.config = cfg
         async with AsyncExitStack() as stack:
             self.client = await stack.enter_async_context(Client.from_url(
-                cfg.valkey_url, pool_size=4, client_name=f"ff-worker:{cfg.worker_instance_id}"))
+                cfg.valkey_url or "", pool_size=4,
+                client_name=f"ff-worker:{cfg.worker_instance_id}"))
             self.library = FunctionLibrary(self.client)
             await self.library.ensure_loaded(replace=False)
             self._leases = await self._lease_source(stack, cfg)

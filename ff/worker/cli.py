@@ -113,8 +113,8 @@ def run_worker_command(args: argparse.Namespace) -> int:
         trio.run(worker.run)
     except* (FFError, resp_errors.RespError, OSError, ValueError) as group:
         failures.extend(group.exceptions)
-    for exc in failures:
-        print(f"ff worker: {exc!r}", file=sys.stderr)
+    for failure in failures:
+        print(f"ff worker: {failure!r}", file=sys.stderr)
     return 1 if failures else 0
 
 
