@@ -15,7 +15,7 @@ grace period (the embedded server is still stopped).
 A startup failure the operator must fix (bad configuration, no server binary, Valkey
 unreachable, port in use) is one line on stderr and exit code 1, no traceback.
 
-What must not live here: route handlers (`ff/http/routes.py`), argument parsing for other
+What must not live here: route handlers (`ff/http/routes/`), argument parsing for other
 subcommands (`ff/cli.py`), engine logic.
 """
 

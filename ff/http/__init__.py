@@ -13,7 +13,7 @@ Handlers are `async def handler(request: Request) -> Response`; they decode with
 `decode_json`/`query_*`, raise `ApiError` for typed failures, and answer with
 `json_response`/`raw_response`/`empty_response`. Everything but `serve_http` is sans-I/O.
 
-The ff API itself is `build_app(server)` (`routes.py`): every route of the Server, with
+The ff API itself is `build_app(server)` (`routes/`): every route of the Server, with
 library and backend errors mapped to typed statuses by `errors.py`.
 """
 

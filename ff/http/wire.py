@@ -6,7 +6,7 @@ Each tagged result is one Struct with one optional field per variant and `omit_d
 encoding an instance with exactly one variant set gives the reference's one-key object, and
 the client decodes the same Struct and looks at which field is set.
 
-Shared by the route handlers (`ff/http/routes.py`) and the typed client (`ff/client.py`).
+Shared by the route handlers (`ff/http/routes/`) and the typed client (`ff/client.py`).
 Records that already have the wire shape (`ExecutionInfo`, `ExecutionPage`, `ClaimGrant`,
 the reclaim outcomes, the create and cancel arguments) live in `ff/core/records.py`.
 """

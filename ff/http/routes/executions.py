@@ -1,26 +1,10 @@
-"""The ff REST API: every route the Server offers, one thin handler each.
-
-    app = build_app(server)                # router + token + CORS from server.config
-    port = await nursery.start(serve_http, app, "0.0.0.0", 9090)
-
-What lives here: `build_router(server)`, `build_app(server, config)`, the handlers and the
-engine outcome counters (`ff_executions_created_total`, `..._claimed_total`,
-`..._completed_total`). A handler decodes (path, query, body), calls one `Server` method and
-encodes the result in the reference's wire shape (`ff/http/wire.py`); library and backend
-errors propagate and `ff/http/errors.py` turns them into typed statuses.
-
-What must not live here: engine logic, Valkey commands (beyond the health PING) or HTTP
-mechanics (`ff/http/_app.py`, `_server.py`).
-"""
+"""Routes of the executions area: create, read, list, cancel, priority, replay, revoke
+and reclaim."""
 
 from __future__ import annotations
 
-import ff
-from ff import metrics
-from ff.config import ConfigError, ServerConfig
 from ff.core.records import (
     CancelExecutionArgs,
-    ClaimGrant,
     CreateExecutionArgs,
     ExecutionInfo,
     ExecutionPage,
@@ -29,33 +13,17 @@ from ff.core.records import (
     ReclaimGranted,
     ReclaimNotReclaimable,
 )
-from ff.server import Server
-
-from ._app import HttpApp
-from ._codec import decode_json, query_int, query_str
-from ._message import (
-    ApiError,
-    Handler,
-    Request,
-    Response,
-    empty_response,
-    json_response,
-    raw_response,
-)
-from ._metrics import metrics_handler, pool_metrics
-from ._router import BODY_LIMIT_CONTROL, BODY_LIMIT_LARGE, Router
-from .errors import mapping_errors
-from .openapi import openapi_handler
-from .wire import (
+from ff.http._codec import decode_json, query_int, query_str
+from ff.http._message import ApiError, Request, Response, json_response, raw_response
+from ff.http._router import BODY_LIMIT_CONTROL, BODY_LIMIT_LARGE
+from ff.http.wire import (
     AlreadySatisfiedBody,
     CancelledBody,
     CancelResponse,
     ChangedBody,
-    ClaimRequest,
     CreatedBody,
     CreateResponse,
     DuplicateBody,
-    Health,
     PriorityRequest,
     PriorityResponse,
     ReplayedBody,
@@ -63,31 +31,11 @@ from .wire import (
     RevokedBody,
     RevokeResponse,
 )
+from ff.server import Server
 
-__all__ = [
-    "EXECUTIONS_CLAIMED",
-    "EXECUTIONS_COMPLETED",
-    "EXECUTIONS_CREATED",
-    "build_app",
-    "build_router",
-]
+from ._common import EXECUTIONS_CLAIMED, EXECUTIONS_COMPLETED, EXECUTIONS_CREATED, AddRoute
 
 LIST_LIMIT_DEFAULT = 50
-
-EXECUTIONS_CREATED = metrics.Counter(
-    "ff_executions_created_total", "Executions created (idempotent repeats not counted)."
-)
-EXECUTIONS_CLAIMED = metrics.Counter(
-    "ff_executions_claimed_total",
-    "Claim grants issued to workers, by kind (claim or reclaim).",
-    ["kind"],
-)
-EXECUTIONS_COMPLETED = metrics.Counter(
-    "ff_executions_completed_total",
-    "Executions this server moved to a terminal state, by outcome. Workers finish "
-    "executions in Valkey directly; those are not seen here.",
-    ["outcome"],
-)
 
 
 def _decode_create(request: Request) -> CreateExecutionArgs:
@@ -106,13 +54,8 @@ def _decode_create(request: Request) -> CreateExecutionArgs:
 
 
 class _Handlers:
-    """The route handlers, bound to one Server."""
-
     def __init__(self, server: Server) -> None:
         self.server = server
-        self._healthy = json_response(200, Health())
-
-    # -- executions ------------------------------------------------------------------
 
     async def list_executions(self, request: Request) -> Response:
         """Cursor form (`partition`, `cursor`, `limit`) or filter form (+ `lane`, `state`,
@@ -191,35 +134,9 @@ class _Handlers:
             EXECUTIONS_CLAIMED.labels(kind="reclaim").inc()
         return json_response(200, result)
 
-    # -- workers ---------------------------------------------------------------------
 
-    async def claim(self, request: Request) -> Response:
-        args = decode_json(request, ClaimRequest)
-        grant = await self.server.claim_for_worker(
-            lane_id=args.lane_id, worker_id=request.path_params["worker_id"],
-            worker_instance_id=args.worker_instance_id, capabilities=args.capabilities,
-            grant_ttl_ms=args.grant_ttl_ms,
-        )
-        if grant is None:
-            return empty_response(204)
-        EXECUTIONS_CLAIMED.labels(kind=grant.kind).inc()
-        return json_response(200, grant)
-
-    # -- health ----------------------------------------------------------------------
-
-    async def healthz(self, request: Request) -> Response:
-        await self.server.client.execute("PING")
-        return self._healthy
-
-
-def build_router(server: Server, *, bearer_auth: bool = False) -> Router:
-    """Every route of the API on `server`; `bearer_auth` only marks the OpenAPI document."""
-    router = Router()
+def register(add: AddRoute, server: Server) -> None:
     h = _Handlers(server)
-
-    def add(method: str, pattern: str, handler: Handler, **options: object) -> None:
-        router.add(method, pattern, mapping_errors(handler), **options)  # type: ignore[arg-type]
-
     execution = "/v1/executions/{id}"
     add("GET", "/v1/executions", h.list_executions, body_limit=BODY_LIMIT_LARGE,
         response_type=ExecutionPage, summary="List a partition's executions")
@@ -246,27 +163,3 @@ def build_router(server: Server, *, bearer_auth: bool = False) -> Router:
         request_type=ReclaimGrantArgs,
         response_type=ReclaimGranted | ReclaimNotReclaimable | ReclaimCapExceeded,
         summary="Grant a worker the reclaim of an expired or revoked lease")
-    add("POST", "/v1/workers/{worker_id}/claim", h.claim, body_limit=BODY_LIMIT_CONTROL,
-        request_type=ClaimRequest, response_type=ClaimGrant,
-        summary="The next claim grant for a worker (204 when there is no work)")
-    add("GET", "/healthz", h.healthz, response_type=Health, summary="Liveness (Valkey PING)")
-    router.add("GET", "/metrics", metrics_handler(metrics.REGISTRY, pool_metrics(
-        server.client.stats)), summary="Prometheus metrics")
-    router.add("GET", "/v1/openapi.json", openapi_handler(
-        router, title="ff", version=ff.__version__, bearer_auth=bearer_auth),
-        summary="This document")
-    return router
-
-
-def build_app(server: Server, config: ServerConfig | None = None) -> HttpApp:
-    """The API app with the token and CORS origins of `config` (default: the server's).
-
-    A CORS origin list that cannot be used is a `ConfigError`, as at boot.
-    """
-    config = config or server.config
-    router = build_router(server, bearer_auth=bool(config.api_token))
-    try:
-        return HttpApp(router, api_token=config.api_token,
-                       cors_origins=list(config.cors_origins))
-    except ValueError as exc:
-        raise ConfigError(f"FF_CORS_ORIGINS: {exc}") from None
