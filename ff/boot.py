@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from ff.config import ConfigError, ServerConfig
-from ff.core.keys import CONFIG_PARTITIONS, IndexKeys
+from ff.core.keys import CONFIG_PARTITIONS, IndexKeys, waitpoint_hmac_key
 from ff.core.partitions import flow_tag
 from ff.resp import Client
 from ff.script import indexes as indexes_fns
@@ -60,7 +60,7 @@ async def install_hmac_secret(client: Client, config: ServerConfig) -> None:
         return
     pipe = client.pipeline()
     for p in range(config.partitions.num_flow_partitions):
-        key = f"ff:sec:{flow_tag(p)}:waitpoint_hmac"
+        key = waitpoint_hmac_key(flow_tag(p))
         pipe.execute_command("HSETNX", key, "current_kid", "k1")
         pipe.execute_command("HSETNX", key, "secret:k1", secret)
     await pipe.run(raise_on_error=True)

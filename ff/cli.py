@@ -133,24 +133,45 @@ def _add_placeholder(subparsers: Any, name: str, module: str, what: str) -> None
 
 
 async def _status(url: str) -> dict[str, Any]:
+    from ff.api.lanes import count_executions, list_lanes
     from ff.boot import server_version
-    from ff.core.keys import CONFIG_PARTITIONS, LANES
+    from ff.core.keys import CONFIG_PARTITIONS
+    from ff.core.partitions import PartitionConfig
     from ff.resp import Client
     from ff.script.library import LIBRARY_VERSION, FunctionLibrary, text
 
     async with Client.from_url(url, pool_size=1, client_name="ff-admin") as client:
         info = text(await client.execute("INFO", "server"))
-        partitions = await client.execute("HGETALL", CONFIG_PARTITIONS)
-        lanes = await client.execute("SMEMBERS", LANES)
+        raw = await client.execute("HGETALL", CONFIG_PARTITIONS)
+        partitions = {text(k): int(v) for k, v in raw.items()}
+        lanes = await list_lanes(client)
         loaded = await FunctionLibrary(client).loaded_version()
+        counts = {}
+        if partitions:
+            config = PartitionConfig(**partitions)
+            counts = {lane: await count_executions(client, config, lane) for lane in lanes}
     flavour, version = server_version(info)
     return {
         "ff_version": ff.__version__,
         "server": {"flavour": flavour, "version": ".".join(map(str, version))},
         "library": {"expected": LIBRARY_VERSION, "loaded": loaded},
-        "partitions": {text(k): int(v) for k, v in partitions.items()},
-        "lanes": sorted(text(x) for x in lanes),
+        "partitions": partitions,
+        "lanes": lanes,
+        "counts": counts,
     }
+
+
+def _counts_table(counts: dict[str, dict[str, int]]) -> list[str]:
+    """One row per lane, one column per public state."""
+    from ff.core.states import PublicState
+
+    states = [str(s) for s in PublicState]
+    width = max([len("lane"), *map(len, counts)])
+    rows = ["  ".join(["lane".ljust(width), *states])]
+    for lane, by_state in counts.items():
+        cells = [str(by_state.get(s, 0)).rjust(len(s)) for s in states]
+        rows.append("  ".join([lane.ljust(width), *cells]))
+    return rows
 
 
 def _admin_status(args: argparse.Namespace) -> int:
@@ -186,6 +207,10 @@ def _admin_status(args: argparse.Namespace) -> int:
     else:
         print("partitions: not configured (no server has booted on this Valkey)")
     print("lanes: " + (", ".join(status["lanes"]) or "none"))
+    if status["counts"]:
+        print("executions per lane and state:")
+        for row in _counts_table(status["counts"]):
+            print("  " + row)
     return 0
 
 

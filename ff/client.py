@@ -46,6 +46,8 @@ from ff.http.wire import (
     CancelResponse,
     ClaimRequest,
     CreateResponse,
+    LaneCounts,
+    LaneList,
     PriorityRequest,
     ReplayResponse,
     RevokeResponse,
@@ -401,6 +403,15 @@ class ApiClient(HttpClient):
                   "state": state, "offset": offset}
         query = urlencode({k: v for k, v in params.items() if v is not None})
         return await self._call("GET", f"/v1/executions?{query}", ExecutionPage)
+
+    async def lanes(self) -> list[str]:
+        """Every registered lane."""
+        return (await self._call("GET", "/v1/lanes", LaneList)).lanes
+
+    async def lane_counts(self, lane: str) -> dict[str, int]:
+        """Executions of `lane` per public state."""
+        path = f"/v1/lanes/{quote(lane, safe='')}/counts"
+        return (await self._call("GET", path, LaneCounts)).counts
 
     async def change_priority(self, execution_id: str, new_priority: int) -> None:
         path = _execution_path(execution_id, "/priority")

@@ -10,10 +10,11 @@ eligible work).
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
+
+import trio
 
 from ff.core.errors import ContentionError, ValidationError
 from ff.core.ids import validate_lane, validate_worker_id
@@ -51,7 +52,7 @@ class Scheduler:
     def window(self, worker_instance_id: str) -> list[int]:
         """This worker's rotating window of partitions (other workers start elsewhere)."""
         n = self.partitions.num_flow_partitions
-        window = int(time.monotonic() * 1000) // ROTATION_WINDOW_MS
+        window = int(trio.current_time() * 1000) // ROTATION_WINDOW_MS
         if window != self._window:
             self._window = window
             self._cursor = (self._cursor + self.max_partitions_per_scan) % n

@@ -22,6 +22,7 @@ from ff import boot
 from ff.api.budgets import BudgetsApi
 from ff.api.executions import ExecutionsApi
 from ff.api.flows import FlowsApi
+from ff.api.lanes import LanesApi
 from ff.api.scheduling import SchedulingApi
 from ff.api.streams import StreamsApi
 from ff.api.waitpoints import WaitpointsApi
@@ -35,7 +36,8 @@ from ff.resp import Client
 log = logging.getLogger("ff.server")
 
 
-class Server(ExecutionsApi, SchedulingApi, WaitpointsApi, FlowsApi, BudgetsApi, StreamsApi):
+class Server(ExecutionsApi, LanesApi, SchedulingApi, WaitpointsApi, FlowsApi, BudgetsApi,
+             StreamsApi):
     """The engine's public API. Build it with `Server.running(config)`."""
 
     def __init__(self, config: ServerConfig, client: Client) -> None:

@@ -13,6 +13,7 @@ local load_exec, new_exec, not_found, not_active = record.load_exec, record.new_
 local write_state, add_eligible, history = record.write_state, record.add_eligible, record.history
 local release_lease_indexes, close_stream = record.release_lease_indexes, record.close_stream
 local end_attempt, finish, load_policy = record.end_attempt, record.finish, record.load_policy
+local leave_terminal = record.leave_terminal
 local holder_check, already_ended_by_caller = lease.holder_check, lease.already_ended_by_caller
 
 -- Validates the policy JSON the way the Python Structs do for the fields Lua relies on.
@@ -417,7 +418,7 @@ redis.register_function('ff_replay_execution', function(keys, args)
     return err('max_replays_exhausted', fmt(limit))
   end
   local now = now_ms()
-  redis.call('ZREM', lane_key(ctx.tag, ctx.lane, 'terminal'), ctx.eid)
+  leave_terminal(ctx)
   local pub = write_state(ctx, {lifecycle_phase = 'runnable', ownership_state = 'unowned',
     eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
     blocking_detail = '', terminal_outcome = 'none', attempt_state = 'pending_replay_attempt'},
@@ -504,7 +505,7 @@ redis.register_function('ff_purge_execution', function(keys, args)
   for i = 1, #doomed, 500 do
     deleted = deleted + redis.call('DEL', unpack(doomed, i, math.min(i + 499, #doomed)))
   end
-  redis.call('ZREM', lane_key(tag, ctx.lane, 'terminal'), eid)
+  leave_terminal(ctx)
   redis.call('ZREM', idx_key(tag, 'all_executions'), eid)
   return ok('purged', fmt(deleted))
 end)

@@ -172,7 +172,15 @@ local function finish(ctx, outcome, now, extra)
   }, now, fields)
   redis.call('DEL', ctx.k('claim_grant'))
   redis.call('ZADD', lane_key(ctx.tag, ctx.lane, 'terminal'), fmt(now), ctx.eid)
+  redis.call('HINCRBY', lane_key(ctx.tag, ctx.lane, 'terminal_counts'), outcome, 1)
   publish_completion(ctx, outcome)
+end
+
+-- An execution leaves the terminal index (replay, purge): one fewer of its outcome.
+local function leave_terminal(ctx)
+  redis.call('ZREM', lane_key(ctx.tag, ctx.lane, 'terminal'), ctx.eid)
+  redis.call('HINCRBY', lane_key(ctx.tag, ctx.lane, 'terminal_counts'),
+    ctx.core.terminal_outcome or '', -1)
 end
 
 -- Waiting for a worker: the only state a claim grant is issued for.
@@ -199,3 +207,4 @@ record.release_lease_indexes, record.close_stream, record.end_attempt, record.fi
   release_lease_indexes, close_stream, end_attempt, finish
 record.is_claimable, record.is_reclaimable, record.load_policy, record.lane_index_of =
   is_claimable, is_reclaimable, load_policy, lane_index_of
+record.leave_terminal = leave_terminal

@@ -148,6 +148,3 @@ def error_for_code(code: str, *details: str) -> FFError:
     cls = _CLASS_BY_CODE.get(code, StateConflictError)
     return cls(code, *details)
 
-
-def known_codes() -> frozenset[str]:
-    return frozenset(_CLASS_BY_CODE)

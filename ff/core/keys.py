@@ -124,20 +124,13 @@ class IndexKeys:
         return self._key(f"worker:{worker_instance_id}:leases")
 
 
+def waitpoint_hmac_key(tag: str) -> str:
+    """The partition's HMAC keystore (`current_kid`, `secret:<kid>`)."""
+    return f"ff:sec:{tag}:waitpoint_hmac"
+
+
 def idempotency_key(tag: str, namespace: str, key: str) -> str:
     return f"ff:idem:{tag}:{namespace}:{key}"
-
-
-def namespace_executions_key(namespace: str) -> str:
-    return f"ff:ns:{namespace}:executions"
-
-
-def lane_config_key(lane_id: str) -> str:
-    return f"ff:lane:{lane_id}:config"
-
-
-def lane_counts_key(lane_id: str) -> str:
-    return f"ff:lane:{lane_id}:counts"
 
 
 class WorkerKeys:

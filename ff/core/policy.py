@@ -3,13 +3,10 @@
 Decoding through these Structs is the validation: unknown fields, wrong types and
 millisecond values outside `ff.core.millis` are rejected with `invalid_policy_json` before
 anything is written. The library reads the stored JSON itself (retry decision, reclaim cap,
-attempt timeout), so `backoff_delay_ms` here mirrors lua/execution.lua for documentation and
-tests.
+attempt timeout), applying the same defaults to absent fields.
 """
 
 from __future__ import annotations
-
-import math
 
 import msgspec
 
@@ -104,15 +101,6 @@ def decode_policy(raw: bytes | str | dict | None) -> ExecutionPolicy | None:
 
 def encode_policy(policy: ExecutionPolicy | None) -> str:
     return _encoder.encode(policy).decode() if policy is not None else ""
-
-
-def backoff_delay_ms(retry: RetryPolicy, retry_count: int) -> int:
-    """Delay before the retry about to happen (`retry_count` retries already done)."""
-    backoff = retry.backoff
-    if isinstance(backoff, FixedBackoff):
-        return max(0, backoff.delay_ms)
-    delay = backoff.initial_delay_ms * backoff.multiplier**retry_count
-    return max(0, math.floor(min(delay, backoff.max_delay_ms)))
 
 
 def capabilities_csv(tokens: list[str] | set[str] | tuple[str, ...], side: str) -> str:

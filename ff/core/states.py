@@ -96,10 +96,6 @@ class PublicState(StrEnum):
     SKIPPED = "skipped"
 
 
-TERMINAL_PUBLIC_STATES = frozenset(
-    {PublicState.COMPLETED, PublicState.FAILED, PublicState.CANCELLED,
-     PublicState.EXPIRED, PublicState.SKIPPED}
-)
 
 PUBLIC_BY_OUTCOME = {
     TerminalOutcome.SUCCESS: PublicState.COMPLETED,
@@ -184,6 +180,21 @@ def lane_indexes_for(public: str) -> tuple[str, ...]:
 LIVE_LANE_INDEXES = tuple(
     dict.fromkeys(index for _, index in _every_state() if index != "terminal")
 )
+
+
+
+def _public_state_by_live_index() -> dict[str, PublicState]:
+    """Each live lane index holds executions of exactly one public state."""
+    found: dict[str, set[PublicState]] = {}
+    for state, index in _every_state():
+        found.setdefault(index, set()).add(state)
+    by_index = {index: held.pop() for index, held in found.items()
+                if index != "terminal" and len(held) == 1}
+    assert set(by_index) == set(LIVE_LANE_INDEXES), "a live index holds several states"
+    return by_index
+
+
+PUBLIC_STATE_BY_LIVE_INDEX = _public_state_by_live_index()
 
 # Admission blocks: blocking reason -> the eligibility state it sets.
 BLOCKS = {

@@ -124,3 +124,14 @@ class RevokeResponse(_Tagged):
 
 class Health(msgspec.Struct):
     status: str = "ok"
+
+
+class LaneList(msgspec.Struct, frozen=True):
+    lanes: list[str]
+
+
+class LaneCounts(msgspec.Struct, frozen=True):
+    """Executions of a lane per public state (every state present, 0 when none)."""
+
+    lane_id: str
+    counts: dict[str, int]

@@ -284,6 +284,7 @@ async def test_health_metrics_and_openapi(api: Api, client: ApiClient) -> None:
         ("PUT", "/v1/executions/{id}/priority"), ("POST", "/v1/executions/{id}/replay"),
         ("POST", "/v1/executions/{id}/revoke-lease"), ("POST", "/v1/executions/{id}/reclaim"),
         ("POST", "/v1/workers/{worker_id}/claim"), ("GET", "/healthz"), ("GET", "/metrics"),
+        ("GET", "/v1/lanes"), ("GET", "/v1/lanes/{lane}/counts"),
         ("GET", "/v1/openapi.json"),
     }
     assert "security" not in document

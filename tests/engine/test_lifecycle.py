@@ -14,7 +14,13 @@ from ff.core.errors import (
     ValidationError,
 )
 from ff.core.keys import ExecKeys
-from ff.core.policy import ExecutionPolicy, FixedBackoff, RetryPolicy, RoutingRequirements
+from ff.core.policy import (
+    ExecutionPolicy,
+    ExponentialBackoff,
+    FixedBackoff,
+    RetryPolicy,
+    RoutingRequirements,
+)
 from ff.core.records import CancelExecutionArgs
 from ff.core.states import transitions_for
 from ff.script import execution as fns
@@ -119,6 +125,24 @@ async def test_retry_with_backoff_until_exhausted(server: Server) -> None:
     assert await server.get_execution_state(eid) == "failed"
     assert await core_field(server, eid, "retry_count") == "2"
     assert await core_field(server, eid, "failure_reason") == "boom"
+
+
+async def test_exponential_backoff_grows_to_its_cap(server: Server) -> None:
+    policy = ExecutionPolicy(retry_policy=RetryPolicy(
+        max_retries=4, backoff=ExponentialBackoff(10, 100, 3.0)))
+    eid = await submit(server, policy=policy)
+    promoter = server.engine.scanner("delayed_promoter")
+    delays = []
+    for _ in range(4):
+        lease = await claim(server)
+        assert lease is not None
+        failed = await fns.fail_execution(server.library, eid, category="x", **fence(lease))
+        assert failed.retry_at is not None
+        delay = failed.retry_at - int(await core_field(server, eid, "last_transition_at"))
+        delays.append(delay)
+        await trio.sleep(delay / 1000 + 0.005)
+        await promoter.run_once()
+    assert delays == [10, 30, 90, 100]
 
 
 async def test_no_retry_policy_fails_at_once_and_non_retryable_skips_retries(
