@@ -182,13 +182,15 @@ redis.register_function('ff_complete_execution', function(keys, args)
   return ok('completed')
 end)
 
--- Retry decision and delay from the stored policy (see ff/core/policy.py).
+-- Retry decision and delay from the stored policy (ff/core/policy.py; its defaults come
+-- through facts.RETRY_DEFAULTS).
 -- Returns delay_ms or nil when no retry is left.
 local function retry_delay(ctx, category, retryable)
   if retryable == '0' then return nil end
   local rp = load_policy(ctx).retry_policy
   if type(rp) ~= 'table' then return nil end
-  local max_retries = to_int(rp.max_retries, 3)
+  local defaults = facts.RETRY_DEFAULTS
+  local max_retries = to_int(rp.max_retries, defaults.max_retries)
   local done = to_int(ctx.core.retry_count, 0)
   if done >= max_retries then return nil end
   local allowed = rp.retryable_categories
@@ -198,11 +200,12 @@ local function retry_delay(ctx, category, retryable)
     if not found then return nil end
   end
   local backoff = type(rp.backoff) == 'table' and rp.backoff or {}
-  if backoff.type == 'fixed' then return math.max(0, to_int(backoff.delay_ms, 1000)) end
-  if backoff.type ~= nil and backoff.type ~= 'exponential' then return 1000 end
-  local initial = tonumber(backoff.initial_delay_ms) or 1000
-  local cap = tonumber(backoff.max_delay_ms) or 60000
-  local mult = tonumber(backoff.multiplier) or 2
+  if backoff.type == 'fixed' then
+    return math.max(0, to_int(backoff.delay_ms, defaults.fixed_delay_ms))
+  end
+  local initial = tonumber(backoff.initial_delay_ms) or defaults.initial_delay_ms
+  local cap = tonumber(backoff.max_delay_ms) or defaults.max_delay_ms
+  local mult = tonumber(backoff.multiplier) or defaults.multiplier
   return math.max(0, math.floor(math.min(initial * mult ^ done, cap)))
 end
 
@@ -413,7 +416,7 @@ redis.register_function('ff_replay_execution', function(keys, args)
   if core.lifecycle_phase ~= 'terminal' then
     return err('execution_not_terminal', core.lifecycle_phase or '')
   end
-  local limit = to_int(load_policy(ctx).max_replay_count, 10)
+  local limit = to_int(load_policy(ctx).max_replay_count, facts.REPLAY_CAP_DEFAULT)
   if to_int(core.replay_count, 0) >= limit then
     return err('max_replays_exhausted', fmt(limit))
   end

@@ -13,3 +13,5 @@ GRANT_TTL_MIN_MS = 1
 GRANT_TTL_MAX_MS = 60_000
 # Priorities are clamped to 0..PRIORITY_MAX (higher runs first).
 PRIORITY_MAX = 9000
+# Replays allowed when the policy names no `max_replay_count`.
+REPLAY_CAP_DEFAULT = 10

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from ff.core import limits, states
+from ff.core import limits, policy, states
 
 LUA_DIR = Path(__file__).resolve().parents[1] / "lua"
 LIBRARY_NAME = "flowfabric"
@@ -52,8 +52,8 @@ def _lua_literal(value: object) -> str:
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
+    if isinstance(value, int | float):
+        return repr(value)
     if isinstance(value, Mapping):
         items = ", ".join(f"[{_lua_literal(str(k))}] = {_lua_literal(v)}"
                           for k, v in value.items())
@@ -97,6 +97,14 @@ def facts() -> dict[str, object]:
         "GRANT_TTL_MIN_MS": limits.GRANT_TTL_MIN_MS,
         "GRANT_TTL_MAX_MS": limits.GRANT_TTL_MAX_MS,
         "PRIORITY_MAX": limits.PRIORITY_MAX,
+        "REPLAY_CAP_DEFAULT": limits.REPLAY_CAP_DEFAULT,
+        "RETRY_DEFAULTS": {
+            "max_retries": policy.RetryPolicy().max_retries,
+            "fixed_delay_ms": policy.FixedBackoff().delay_ms,
+            "initial_delay_ms": policy.ExponentialBackoff().initial_delay_ms,
+            "max_delay_ms": policy.ExponentialBackoff().max_delay_ms,
+            "multiplier": policy.ExponentialBackoff().multiplier,
+        },
     }
 
 
