@@ -258,6 +258,22 @@ local function resume_claim(ctx, p, now)
   return grant_lease(ctx, p, idx, ctx.core.current_attempt_id, 'resumed', now, nil)
 end
 
+-- The grant-consuming claims (ARGV as ff_claim_execution): `problem_of(core)` says why
+-- this kind of claim does not apply, `take(ctx, p, now)` writes the lease.
+local function claim_with_grant(keys, args, problem_of, take)
+  local p, bad = lease_params(args[2], args[3], args[4], args[5], args[6])
+  if not p then return bad end
+  p.renew_before = arg_int(args[7])
+  local ctx = load_exec(keys[1], args[1])
+  if not ctx then return not_found(args[1]) end
+  local problem = problem_of(ctx.core)
+  if problem then return problem end
+  local now = now_ms()
+  local bad_grant = check_grant(ctx, p.worker_id, now, true)
+  if bad_grant then return bad_grant end
+  return take(ctx, p, now)
+end
+
 -- ff_claim_execution: consume a claim grant and start a fresh attempt.
 --   KEYS[1] exec core
 --   ARGV[1] execution_id
@@ -272,17 +288,7 @@ end
 --           active_attempt_exists, use_claim_resumed_execution, invalid_claim_grant,
 --           claim_grant_expired
 redis.register_function('ff_claim_execution', function(keys, args)
-  local p, bad = lease_params(args[2], args[3], args[4], args[5], args[6])
-  if not p then return bad end
-  p.renew_before = arg_int(args[7])
-  local ctx = load_exec(keys[1], args[1])
-  if not ctx then return not_found(args[1]) end
-  local problem = fresh_claim_problem(ctx.core)
-  if problem then return problem end
-  local now = now_ms()
-  local bad_grant = check_grant(ctx, p.worker_id, now, true)
-  if bad_grant then return bad_grant end
-  return fresh_claim(ctx, p, now)
+  return claim_with_grant(keys, args, fresh_claim_problem, fresh_claim)
 end)
 
 -- ff_claim_resumed_execution: a new lease on the same, interrupted attempt (after a
@@ -294,20 +300,12 @@ end)
 --   ARGV[4] lease_id
 --   ARGV[5] lease_ttl_ms
 --   ARGV[6] attempt_id (unused: the interrupted attempt keeps its id)
+--   ARGV[7] renew_before_ms ("" = ttl*2/3)
 --   Reply   OK(<the lease reply of grant_lease>) with attempt_type 'resumed'
 --   Errors  execution_not_found, invalid_input, execution_not_leaseable, lease_conflict,
 --           not_a_resumed_execution, invalid_claim_grant, claim_grant_expired
 redis.register_function('ff_claim_resumed_execution', function(keys, args)
-  local p, bad = lease_params(args[2], args[3], args[4], args[5], args[6])
-  if not p then return bad end
-  local ctx = load_exec(keys[1], args[1])
-  if not ctx then return not_found(args[1]) end
-  local problem = resume_claim_problem(ctx.core)
-  if problem then return problem end
-  local now = now_ms()
-  local bad_grant = check_grant(ctx, p.worker_id, now, true)
-  if bad_grant then return bad_grant end
-  return resume_claim(ctx, p, now)
+  return claim_with_grant(keys, args, resume_claim_problem, resume_claim)
 end)
 
 -- ff_renew_lease
@@ -419,6 +417,7 @@ end)
 --   ARGV[4] lease_id
 --   ARGV[5] lease_ttl_ms
 --   ARGV[6] attempt_id
+--   ARGV[7] renew_before_ms ("" = ttl*2/3)
 --   Reply   OK(<the lease reply of grant_lease>), attempt_type 'reclaim'
 --   Errors  execution_not_found, invalid_input, execution_not_reclaimable,
 --           invalid_claim_grant, max_retries_exhausted(cap) -- the execution is then
@@ -426,6 +425,7 @@ end)
 redis.register_function('ff_reclaim_execution', function(keys, args)
   local p, bad = lease_params(args[2], args[3], args[4], args[5], args[6])
   if not p then return bad end
+  p.renew_before = arg_int(args[7])
   local ctx = load_exec(keys[1], args[1])
   if not ctx then return not_found(args[1]) end
   local core = ctx.core

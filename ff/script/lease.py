@@ -8,28 +8,36 @@ from ff.core.records import LeaseHandle, RevokeResult
 from ff.script.library import FunctionLibrary
 
 
+async def _take_lease(lib: FunctionLibrary, function: str, eid: str, worker_id: str,
+                      worker_instance_id: str, lease_id: str, lease_ttl_ms: int,
+                      attempt_id: str) -> LeaseHandle:
+    reply = await lib.call(function, (ExecKeys(eid).core,), (
+        eid, worker_id, worker_instance_id, lease_id, lease_ttl_ms, attempt_id, ""))
+    return reply.into(LeaseHandle)
+
+
 async def claim_execution(lib: FunctionLibrary, eid: str, *, worker_id: str,
                           worker_instance_id: str, lease_id: str, lease_ttl_ms: int,
                           attempt_id: str) -> LeaseHandle:
-    reply = await lib.call("ff_claim_execution", (ExecKeys(eid).core,), (
-        eid, worker_id, worker_instance_id, lease_id, lease_ttl_ms, attempt_id, ""))
-    return reply.into(LeaseHandle)
+    """Consumes this worker's claim grant: a fresh attempt (initial, retry or replay)."""
+    return await _take_lease(lib, "ff_claim_execution", eid, worker_id, worker_instance_id,
+                             lease_id, lease_ttl_ms, attempt_id)
 
 
 async def claim_resumed_execution(lib: FunctionLibrary, eid: str, *, worker_id: str,
                                   worker_instance_id: str, lease_id: str, lease_ttl_ms: int,
                                   attempt_id: str) -> LeaseHandle:
-    reply = await lib.call("ff_claim_resumed_execution", (ExecKeys(eid).core,), (
-        eid, worker_id, worker_instance_id, lease_id, lease_ttl_ms, attempt_id))
-    return reply.into(LeaseHandle)
+    """Consumes this worker's claim grant: a new lease on the interrupted attempt."""
+    return await _take_lease(lib, "ff_claim_resumed_execution", eid, worker_id,
+                             worker_instance_id, lease_id, lease_ttl_ms, attempt_id)
 
 
 async def reclaim_execution(lib: FunctionLibrary, eid: str, *, worker_id: str,
                             worker_instance_id: str, lease_id: str, lease_ttl_ms: int,
                             attempt_id: str) -> LeaseHandle:
-    reply = await lib.call("ff_reclaim_execution", (ExecKeys(eid).core,), (
-        eid, worker_id, worker_instance_id, lease_id, lease_ttl_ms, attempt_id))
-    return reply.into(LeaseHandle)
+    """A new attempt for an execution whose lease expired or was revoked."""
+    return await _take_lease(lib, "ff_reclaim_execution", eid, worker_id, worker_instance_id,
+                             lease_id, lease_ttl_ms, attempt_id)
 
 
 async def renew_lease(lib: FunctionLibrary, eid: str, *, attempt_index: int, attempt_id: str,
