@@ -177,7 +177,9 @@ end
 -- The decoded condition (composite or not) or nil + an error reply.
 local function parse_condition(raw)
   local cond = decode_json(raw)
-  if cond == nil then return nil, err('invalid_resume_condition', 'not a JSON object') end
+  if cond == nil or #cond > 0 then
+    return nil, err('invalid_resume_condition', 'not a JSON object')
+  end
   if cond.composite == true then
     if cond.v ~= 1 then return nil, err('invalid_resume_condition', 'unsupported version') end
     local keys = {}
