@@ -29,33 +29,33 @@ import msgspec
 import trio
 
 from ff.core.records import (
-    DeliverSignalResult,
-    PendingWaitpointInfo,
-    RotateSecretResult,
     CancelExecutionArgs,
     ClaimGrant,
     CreateExecutionArgs,
     CreateResult,
+    DeliverSignalResult,
     ExecutionInfo,
     ExecutionPage,
+    PendingWaitpointInfo,
     ReclaimCapExceeded,
     ReclaimGrantArgs,
     ReclaimGranted,
     ReclaimNotReclaimable,
+    RotateSecretResult,
 )
 from ff.http._message import encode_fallback
 from ff.http.wire import (
-    ResumeResponse,
-    RotateRequest,
-    SignalResponse,
-    TokenBody,
     CancelledBody,
     CancelResponse,
     ClaimRequest,
     CreateResponse,
     PriorityRequest,
     ReplayResponse,
+    ResumeResponse,
     RevokeResponse,
+    RotateRequest,
+    SignalResponse,
+    TokenBody,
 )
 
 __all__ = [

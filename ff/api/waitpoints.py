@@ -86,7 +86,7 @@ class WaitpointsApi(ServerParts):
         if not await self._client.execute("EXISTS", keys.core):
             raise NotFoundError("execution_not_found", f"execution not found: {eid}")
         out: list[PendingWaitpointInfo] = []
-        cursor: object = 0
+        cursor: str | bytes | int = 0
         while True:
             cursor, members = await self._client.execute(
                 "SSCAN", keys.waitpoints, cursor, "COUNT", SSCAN_PAGE)

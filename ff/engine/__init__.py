@@ -16,6 +16,8 @@ from ff.engine.waitpoints import PendingWaitpointExpiryScanner, SuspensionTimeou
 from ff.script.library import FunctionLibrary, text
 
 LANES_CACHE_S = 1.0
+ALL_SCANNERS: tuple[type[Scanner], ...] = (
+    *SCANNER_TYPES, SuspensionTimeoutScanner, PendingWaitpointExpiryScanner)
 
 
 class Engine:
@@ -27,8 +29,7 @@ class Engine:
         intervals = config.intervals
         self.scanners: list[Scanner] = [
             scanner_type(self, getattr(intervals, scanner_type.name))
-            for scanner_type in (*SCANNER_TYPES, SuspensionTimeoutScanner,
-                                 PendingWaitpointExpiryScanner)
+            for scanner_type in ALL_SCANNERS
         ]
         self._lanes: list[str] = list(config.lanes)
         self._lanes_read_at = -LANES_CACHE_S

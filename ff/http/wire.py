@@ -18,6 +18,7 @@ import msgspec
 from ff.core.millis import Millis
 
 __all__ = [
+    "AcceptedBody",
     "AlreadySatisfiedBody",
     "CancelResponse",
     "CancelledBody",
@@ -26,21 +27,20 @@ __all__ = [
     "CreateResponse",
     "CreatedBody",
     "DuplicateBody",
-    "Health",
-    "AcceptedBody",
     "DuplicateSignalBody",
+    "Health",
     "PriorityRequest",
-    "ResumeRequest",
-    "ResumeResponse",
-    "ResumedBody",
-    "RotateRequest",
-    "SignalResponse",
-    "TokenBody",
     "PriorityResponse",
     "ReplayResponse",
     "ReplayedBody",
+    "ResumeRequest",
+    "ResumeResponse",
+    "ResumedBody",
     "RevokeResponse",
     "RevokedBody",
+    "RotateRequest",
+    "SignalResponse",
+    "TokenBody",
 ]
 
 
