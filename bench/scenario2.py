@@ -141,7 +141,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Scenario 2: suspend -> signal -> resume round trip", "",
         f"git {report['git_sha']}, {report['timestamp_utc']}, {report.get('valkey_version')}, "
-        f"{host.get('cpu_count')} CPUs ({host.get('cpu_model', '?')})", "",
+        f"{host.get('cores')} cores ({host.get('cpu', '?')})", "",
         report["method"], "",
         "| | p50 ms | p95 ms | p99 ms | ops/s (1/p50) |",
         "|---|---|---|---|---|",

@@ -43,6 +43,8 @@ ROTATE_TIMEOUT_S = 120.0
 _WP_FIELDS = ("waitpoint_id", "waitpoint_key", "state", "created_at", "activated_at",
               "expires_at", "execution_id", "waitpoint_token")
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
+# Pass 1 reads the first matcher names with total_matchers; pass 2 only the rest.
+_FIRST_MATCHERS = tuple(f"matcher:{n}:name" for n in range(4))
 TOKEN_NOT_FOUND = "waitpoint token not found (consumed, expired, or unknown id)"
 
 
@@ -74,25 +76,30 @@ class WaitpointsApi(ServerParts):
     async def list_pending_waitpoints(self, execution_id: str) -> list[PendingWaitpointInfo]:
         """The open (pending or active) waitpoints of an execution, without their tokens.
 
-        Read plan: SSCAN the execution's waitpoint set in pages of 100; per page, one
-        pipeline of an HMGET of the documented fields plus the condition's total_matchers,
-        then one pipeline of the matcher names of those that have any. Empty when the
+        Read plan: SSCAN the execution's waitpoint set in pages of 100 (the first page
+        pipelined with the existence check); per page, one pipeline of an HMGET of the
+        documented fields plus an HMGET of the condition's total_matchers and first four
+        matcher names, then, only for conditions with more matchers, one pipeline of
+        the remaining names. Empty when the
         execution never suspended, when every waitpoint is closed, or when a concurrent
         cleanup deleted the hashes between the SSCAN and the reads. A hash without its
         token is skipped with a warning (a half-written record).
         """
         eid = ExecutionId.parse(execution_id)
         keys = ExecKeys(eid)
-        if not await self._client.execute("EXISTS", keys.core):
+        pipe = self._client.pipeline()  # the existence check rides with the first page
+        pipe.execute_command("EXISTS", keys.core)
+        pipe.execute_command("SSCAN", keys.waitpoints, 0, "COUNT", SSCAN_PAGE)
+        exists, (cursor, members) = await pipe.run(raise_on_error=True)
+        if not exists:
             raise NotFoundError("execution_not_found", f"execution not found: {eid}")
         out: list[PendingWaitpointInfo] = []
-        cursor: str | bytes | int = 0
         while True:
-            cursor, members = await self._client.execute(
-                "SSCAN", keys.waitpoints, cursor, "COUNT", SSCAN_PAGE)
             out += await self._pending_page(eid, [text(m) for m in members])
             if text(cursor) == "0":
                 return out
+            cursor, members = await self._client.execute(
+                "SSCAN", keys.waitpoints, cursor, "COUNT", SSCAN_PAGE)
 
     async def _pending_page(self, eid: ExecutionId, ids: list[str]) -> list[PendingWaitpointInfo]:
         if not ids:
@@ -100,8 +107,8 @@ class WaitpointsApi(ServerParts):
         pipe = self._client.pipeline()
         for wp_id in ids:
             pipe.execute_command("HMGET", waitpoint_key(eid.tag, wp_id), *_WP_FIELDS)
-            pipe.execute_command("HGET", waitpoint_key(eid.tag, wp_id) + ":condition",
-                                 "total_matchers")
+            pipe.execute_command("HMGET", waitpoint_key(eid.tag, wp_id) + ":condition",
+                                 "total_matchers", *_FIRST_MATCHERS)
         replies = await pipe.run(raise_on_error=True)
         rows = []
         for i, wp_id in enumerate(ids):
@@ -114,23 +121,28 @@ class WaitpointsApi(ServerParts):
                 log.warning("waitpoint hash without its token (half-written record)",
                             extra={"execution_id": eid, "waitpoint_id": wp_id})
                 continue
-            rows.append((wp_id, fields, int(text(replies[2 * i + 1]) or 0)))
-        pipe = self._client.pipeline()
-        wanted = [(wp_id, total) for wp_id, _, total in rows if total > 0]
-        for wp_id, total in wanted:
-            pipe.execute_command("HMGET", waitpoint_key(eid.tag, wp_id) + ":condition",
-                                 *(f"matcher:{n}:name" for n in range(total)))
-        names_by_id: dict[str, list[str]] = {}
+            total, *first = (text(v) for v in replies[2 * i + 1])
+            rows.append((wp_id, fields, int(total or 0), first))
+        # Pass 2, only for conditions with more matchers than pass 1 read.
+        wanted = [(wp_id, total) for wp_id, _, total, _ in rows if total > len(_FIRST_MATCHERS)]
+        rest: dict[str, list[str]] = {}
         if wanted:
+            pipe = self._client.pipeline()
+            for wp_id, total in wanted:
+                pipe.execute_command(
+                    "HMGET", waitpoint_key(eid.tag, wp_id) + ":condition",
+                    *(f"matcher:{n}:name" for n in range(len(_FIRST_MATCHERS), total)))
             for (wp_id, _), names in zip(wanted, await pipe.run(raise_on_error=True),
                                          strict=True):
-                names_by_id[wp_id] = list(dict.fromkeys(n for n in map(text, names) if n))
+                rest[wp_id] = [text(n) for n in names]
         out = []
-        for wp_id, fields, _ in rows:
+        for wp_id, fields, total, first in rows:
+            names = (first + rest.get(wp_id, []))[:total]
             kid, digest16 = fingerprint(fields["waitpoint_token"])
             out.append(PendingWaitpointInfo(
                 waitpoint_id=wp_id, waitpoint_key=fields["waitpoint_key"],
-                state=fields["state"], required_signal_names=names_by_id.get(wp_id, []),
+                state=fields["state"], required_signal_names=list(dict.fromkeys(
+                    n for n in names if n)),
                 created_at=int(fields["created_at"] or 0), execution_id=eid,
                 token_kid=kid, token_fingerprint=digest16,
                 activated_at=_int_or_none(fields["activated_at"]),
