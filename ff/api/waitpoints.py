@@ -121,8 +121,8 @@ class WaitpointsApi(ServerParts):
                 log.warning("waitpoint hash without its token (half-written record)",
                             extra={"execution_id": eid, "waitpoint_id": wp_id})
                 continue
-            total, *first = (text(v) for v in replies[2 * i + 1])
-            rows.append((wp_id, fields, int(total or 0), first))
+            total_raw, *first = (text(v) for v in replies[2 * i + 1])
+            rows.append((wp_id, fields, int(total_raw or 0), first))
         # Pass 2, only for conditions with more matchers than pass 1 read.
         wanted = [(wp_id, total) for wp_id, _, total, _ in rows if total > len(_FIRST_MATCHERS)]
         rest: dict[str, list[str]] = {}

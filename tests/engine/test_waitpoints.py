@@ -19,6 +19,8 @@ from ff.server import Server
 
 from .conftest import SECRET, claim, core_field, fence, submit
 
+pytestmark = pytest.mark.compat
+
 
 async def suspend(server: Server, lease: LeaseHandle, condition: dict | None = None, *,
                   keys: list[str] | None = None, timeout_ms: int | None = None,
@@ -352,3 +354,23 @@ async def test_malformed_conditions_write_nothing(server: Server) -> None:
                 {"required_signal_names": "x"}, {"minimum_signal_count": 0}):
         with pytest.raises(FFError):
             cond.plan_condition(bad)
+
+
+async def test_scanners_time_out_suspensions_and_close_pending_waitpoints(
+        server: Server) -> None:
+    eid = await submit(server)
+    lease = await claim(server)
+    pending = await wp.create_pending_waitpoint(
+        server.library, eid, waitpoint_id="2b9c0c2e-2f5e-4a53-9f0b-7d7f0e6f6a10",
+        waitpoint_key="cb", expires_in_ms=1, **fence(lease))
+    await trio.sleep(0.01)
+    assert await server.engine.scanner("pending_wp_expiry").run_once() == 1
+    assert await server.list_pending_waitpoints(eid) == []
+    with pytest.raises(FFError) as closed:
+        await server.deliver_signal(eid, signal(pending.waitpoint_id, pending.waitpoint_token))
+    assert closed.value.code == "waitpoint_closed"
+    await suspend(server, lease, timeout_ms=1, behavior="expire")
+    await trio.sleep(0.01)
+    assert await server.engine.scanner("suspension_timeout").run_once() == 1
+    assert await server.get_execution_state(eid) == "expired"
+    assert await server.engine.scanner("suspension_timeout").run_once() == 0
