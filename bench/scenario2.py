@@ -6,6 +6,8 @@ window: the worker suspends (Single condition on `wpk:<uuid>`, name `bench_resum
 60 s, fail); an external signaller lists the pending waitpoints over HTTP, reads the token
 through the operator route (the listing never carries it), posts the signal over HTTP;
 the worker claims in a tight loop until the resumed attempt comes back, and completes it.
+A second variant, alternating batch by batch, takes the token from the suspend outcome
+instead of the token route.
 
 Latency is the wall time of that window (local monotonic clock). Throughput = 1 / p50,
 as the reference reports it; the reference's published p50 (9.11 ms, 16-core host) is
@@ -55,16 +57,18 @@ async def _claim_until(worker: Worker, eid: str, deadline_s: float = 10.0) -> An
             await task.fail("not this iteration's execution", "bench_stale", retryable=False)
 
 
-async def _round_trip(api: ApiClient, worker: Worker, lane: str) -> tuple[float, str]:
+async def _round_trip(api: ApiClient, worker: Worker, lane: str,
+                      token_route: bool = True) -> tuple[float, str]:
     created = await api.create_execution(CreateExecutionArgs(execution_kind=KIND, lane_id=lane))
     eid = created.execution_id
     task = await _claim_until(worker, eid)
     await trio.sleep(0)
     started = trio.current_time()
     key = f"wpk:{uuid.uuid4()}"
-    await task.suspend(conditions.signals("bench_resume", key=key), timeout_ms=60_000)
+    out = await task.suspend(conditions.signals("bench_resume", key=key), timeout_ms=60_000)
     [pending] = await api.pending_waitpoints(eid)
-    token = await api.waitpoint_token(eid, pending.waitpoint_id)
+    token = (await api.waitpoint_token(eid, pending.waitpoint_id) if token_route
+             else out.waitpoint_token)
     assert token is not None
     await api.signal(eid, waitpoint_id=pending.waitpoint_id, name="bench_resume", token=token,
                      source_type="bench", source_identity="suspend_signal_resume",
@@ -108,12 +112,15 @@ async def run(url: str | None, samples: int, per_sample: int, warmup: int) -> di
                         await _round_trip(api, worker, lane)
                     per_batch = []
                     every: list[float] = []
+                    handed: list[float] = []
                     wall_start = trio.current_time()
                     for _ in range(samples):
                         batch = [(await _round_trip(api, worker, lane))[0]
                                  for _ in range(per_sample)]
                         every += batch
                         per_batch.append(percentiles(batch))
+                        handed += [(await _round_trip(api, worker, lane, False))[0]
+                                   for _ in range(per_sample)]
                     wall = trio.current_time() - wall_start
                 nursery.cancel_scope.cancel()
         finally:
@@ -128,7 +135,10 @@ async def run(url: str | None, samples: int, per_sample: int, warmup: int) -> di
         "p50_batches_mean_ms": round(statistics.fmean(b["p50"] for b in per_batch), 3),
         "p50_batches_stddev_ms": (round(statistics.stdev(b["p50"] for b in per_batch), 3)
                                   if len(per_batch) > 1 else 0.0),
-        "sequential_round_trips_per_s_incl_setup": round(len(every) / wall, 1),
+        "sequential_round_trips_per_s_incl_setup": round(2 * len(every) / wall, 1),
+        "token_from_suspend": {**percentiles(handed),
+                               "ops_per_s_from_p50": round(1000 / percentiles(handed)["p50"], 1),
+                               "round_trips": len(handed)},
     }
     report["meets_target"] = (overall["p50"] <= TARGET["p50_ms"]
                               and overall["p99"] <= TARGET["p99_ms"])
@@ -137,6 +147,7 @@ async def run(url: str | None, samples: int, per_sample: int, warmup: int) -> di
 
 def markdown(report: dict[str, Any]) -> str:
     r = report["results"]
+    h = r["token_from_suspend"]
     host = report["host"]
     lines = [
         "# Scenario 2: suspend -> signal -> resume round trip", "",
@@ -147,6 +158,8 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
         f"| ff (this run, {r['round_trips']} round trips) | {r['p50']} | {r['p95']} | "
         f"{r['p99']} | {r['ops_per_s_from_p50']} |",
+        f"| ff, token handed over by the worker (no token GET, {h['round_trips']}) | "
+        f"{h['p50']} | {h['p95']} | {h['p99']} | {h['ops_per_s_from_p50']} |",
         f"| reference (published, 16-core host) | {REFERENCE_P50_MS} | | | "
         f"{round(1000 / REFERENCE_P50_MS, 1)} |",
         f"| target on this machine | <= {TARGET['p50_ms']} | | <= {TARGET['p99_ms']} | |",
@@ -155,7 +168,12 @@ def markdown(report: dict[str, Any]) -> str:
         f"{r['p50_batches_mean_ms']} ms, stddev {r['p50_batches_stddev_ms']} ms. Mean "
         f"{r['mean_ms']} ms. Sequential round trips per second including the untimed setup "
         f"(create + claim): {r['sequential_round_trips_per_s_incl_setup']}.",
-        "", f"Meets the target: {'yes' if report['meets_target'] else 'no'}.", "",
+        "The second row skips the operator token read: the signaller uses the token the "
+        "worker's suspend returned (how the examples hand tokens to reviewers); batches of "
+        "the two variants alternate.", "",
+        f"Meets the target (first row): {'yes' if report['meets_target'] else 'no'}. "
+        "Server, HTTP front end, worker and signaller share one Python process here; other "
+        "work on the host shows in the tail.", "",
     ]
     return "\n".join(lines)
 
