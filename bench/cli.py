@@ -32,7 +32,7 @@ from bench.harness import (
     utc_now,
 )
 
-SCENARIOS = ("scenario1",)
+SCENARIOS = ("scenario1", "scenario2")
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
 
 
@@ -89,6 +89,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None,
                         help=f"directory for the report (default {DEFAULT_OUT})")
     parser.add_argument("--json", default=None, help="write the report to exactly this path")
+    parser.add_argument("--samples", type=int, default=5,
+                        help="scenario2: batches of --per-sample round trips (default 5)")
+    parser.add_argument("--per-sample", type=int, default=100,
+                        help="scenario2: round trips per batch (default 100)")
+    parser.add_argument("--warmup", type=int, default=20,
+                        help="scenario2: untimed round trips first (default 20)")
     parser.add_argument("--no-progress", action="store_true",
                         help="never draw the progress bar (it is drawn only on a terminal)")
 
@@ -103,6 +109,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def run_bench_command(args: argparse.Namespace) -> int:
     """Runs `ff bench` as parsed; prints the summary, returns the exit code (0 when every
     system that ran was verified, 1 otherwise, 2 on a usage error)."""
+    if args.scenario == "scenario2":
+        if min(args.samples, args.per_sample) < 1 or args.warmup < 0:
+            print("ff bench: --samples and --per-sample must be >= 1", file=sys.stderr)
+            return 2
+        from bench import scenario2
+
+        return scenario2.main(args)
     if min(args.n, args.workers, args.runs, args.concurrency, args.worker_concurrency) < 1:
         print("ff bench: --tasks, --workers, --runs, --concurrency and --worker-concurrency "
               "must be >= 1",

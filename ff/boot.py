@@ -1,17 +1,23 @@
 """The boot steps of a server, in the order `Server.start` runs them: the version gate
-(before any write), the partition-count lock, the HMAC keystore, the function library,
+(before any write), the partition-count lock, the function library, the HMAC keystore,
 the upgrade of data kept by older releases, then the lanes."""
 
 from __future__ import annotations
 
+import logging
 import re
 
+import trio
+
 from ff.config import ConfigError, ServerConfig
-from ff.core.keys import CONFIG_PARTITIONS, IndexKeys, waitpoint_hmac_key
+from ff.core.keys import CONFIG_PARTITIONS, IndexKeys
 from ff.core.partitions import flow_tag
 from ff.resp import Client
 from ff.script import indexes as indexes_fns
+from ff.script import waitpoint as waitpoint_fns
 from ff.script.library import FunctionLibrary, text
+
+log = logging.getLogger("ff.boot")
 
 MIN_VERSIONS = {"valkey": (7, 2), "redis": (7, 0)}
 
@@ -53,17 +59,31 @@ async def lock_partition_config(client: Client, config: ServerConfig) -> None:
         raise ConfigError(problem)
 
 
-async def install_hmac_secret(client: Client, config: ServerConfig) -> None:
-    """Seed every partition's keystore; a stored secret is never overwritten."""
+async def install_hmac_secret(library: FunctionLibrary, config: ServerConfig) -> None:
+    """Seed every partition's keystore (kid k1) and repair a current kid whose secret is
+    missing, 16 partitions at a time, in one atomic call each. A stored secret is never
+    overwritten: a different configured one is counted and reported (use
+    `ff admin rotate-secret` to change it). Needs the library loaded."""
     secret = config.waitpoint_hmac_secret
     if not secret:
         return
-    pipe = client.pipeline()
-    for p in range(config.partitions.num_flow_partitions):
-        key = waitpoint_hmac_key(flow_tag(p))
-        pipe.execute_command("HSETNX", key, "current_kid", "k1")
-        pipe.execute_command("HSETNX", key, "secret:k1", secret)
-    await pipe.run(raise_on_error=True)
+    outcomes: dict[str, int] = {}
+    limiter = trio.CapacityLimiter(16)
+
+    async def one(p: int) -> None:
+        async with limiter:
+            outcome = await waitpoint_fns.install_hmac_secret(library, flow_tag(p), secret)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+    async with trio.open_nursery() as nursery:
+        for p in range(config.partitions.num_flow_partitions):
+            nursery.start_soon(one, p)
+    if outcomes.get("repaired"):
+        log.warning("waitpoint HMAC keystore repaired", extra={"partitions": outcomes["repaired"]})
+    if outcomes.get("mismatch"):
+        log.warning("the configured waitpoint HMAC secret differs from the stored one; the "
+                    "stored one is kept (run `ff admin rotate-secret` to change it)",
+                    extra={"partitions": outcomes["mismatch"]})
 
 
 async def upgrade_stored_data(client: Client, library: FunctionLibrary,

@@ -4,11 +4,15 @@
     ff worker MODULE ...        (ff.worker.cli)
     ff bench SCENARIO ...       (bench.cli, in a source checkout)
     ff admin status [--json]
+    ff admin rotate-secret [--kid KID] [--server URL]
+    ff signal EXECUTION_ID --name NAME [--payload JSON] [--waitpoint ID] [--server URL]
 
 `--log-level` and `--log-format` (json | text) are accepted before or after the subcommand.
 
 What lives here: the argument parser, the dispatcher, the log formatters every
-subcommand logs through, and `admin status`. `worker` and `bench` belong to their own
+subcommand logs through, `admin status`, `admin rotate-secret` and `signal` (the last two
+talk to a running server's HTTP API: --server, else FF_SERVER_URL, else
+http://127.0.0.1:9090; --api-token, else FF_API_TOKEN). `worker` and `bench` belong to their own
 modules, imported when the parser is built; while such a module is not there the
 subcommand still parses and says so when run. Running the server is `ff/serve.py`.
 """
@@ -214,6 +218,104 @@ def _admin_status(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- commands over the HTTP API -------------------------------------------------------------
+
+DEFAULT_SERVER_URL = "http://127.0.0.1:9090"
+
+
+def _api_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", metavar="URL",
+                        help=f"the ff server (FF_SERVER_URL, default {DEFAULT_SERVER_URL})")
+    parser.add_argument("--api-token", metavar="TOKEN", help="bearer token (FF_API_TOKEN)")
+
+
+def _run_api(name: str, args: argparse.Namespace, fn: Callable[[Any], Any]) -> int:
+    """Runs `fn(api)` with an ApiClient; an HTTP error or an unreachable server is one
+    `ff NAME: error: ...` line and exit code 1."""
+    from ff.client import ApiClient, HttpError, HttpStatusError
+
+    url = args.server or os.environ.get("FF_SERVER_URL") or DEFAULT_SERVER_URL
+    token = args.api_token or os.environ.get("FF_API_TOKEN") or None
+
+    async def go() -> Any:
+        async with ApiClient(url, token=token) as api:
+            return await fn(api)
+
+    try:
+        trio.run(go)
+    except HttpStatusError as exc:
+        print(f"ff {name}: error: {exc.error} (HTTP {exc.status})", file=sys.stderr)
+        return 1
+    except (HttpError, OSError) as exc:
+        print(f"ff {name}: error: cannot reach {url}: {exc}", file=sys.stderr)
+        return 1
+    except CommandError as exc:
+        print(f"ff {name}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+class CommandError(Exception):
+    """A command's own refusal, printed as one line."""
+
+
+def _rotate_secret(args: argparse.Namespace) -> int:
+    """New kid and secret on every partition; the secret is generated here unless given
+    on stdin (--secret-stdin), and never printed."""
+    import secrets as _secrets
+    import time
+
+    kid = args.kid or f"k{int(time.time())}"
+    secret = sys.stdin.readline().strip() if args.secret_stdin else _secrets.token_hex(32)
+
+    async def rotate(api: Any) -> None:
+        result = await api.rotate_waitpoint_secret(kid, secret)
+        print(json.dumps({"new_kid": result.new_kid, "rotated": result.rotated,
+                          "failed": result.failed}))
+        if result.failed:
+            raise CommandError(f"{len(result.failed)} partition(s) failed: run it again "
+                               "(rotation is idempotent)")
+
+    return _run_api("admin rotate-secret", args, rotate)
+
+
+def _signal(args: argparse.Namespace) -> int:
+    """Looks up the open waitpoint (or --waitpoint), reads its token and delivers."""
+    import getpass
+
+    if args.payload is not None:
+        try:
+            json.loads(args.payload)
+        except ValueError as exc:
+            print(f"ff signal: error: --payload is not JSON: {exc}", file=sys.stderr)
+            return 1
+
+    async def deliver(api: Any) -> None:
+        eid = args.execution_id
+        waitpoint = args.waitpoint
+        if waitpoint is None:
+            open_ = [w for w in await api.pending_waitpoints(eid)
+                     if not w.required_signal_names or args.name in w.required_signal_names]
+            if not open_:
+                raise CommandError(f"{eid} has no open waitpoint waiting for {args.name!r}")
+            if len(open_) > 1:
+                ids = ", ".join(f"{w.waitpoint_id} ({w.waitpoint_key})" for w in open_)
+                raise CommandError(f"several open waitpoints, pick one with --waitpoint: {ids}")
+            waitpoint = open_[0].waitpoint_id
+        token = await api.waitpoint_token(eid, waitpoint)
+        if token is None:
+            raise CommandError(f"waitpoint {waitpoint} is not open (consumed, expired or "
+                               "unknown)")
+        result = await api.signal(
+            eid, waitpoint_id=waitpoint, name=args.name, token=token, payload=args.payload,
+            source_type="operator", source_identity=args.source or getpass.getuser(),
+            idempotency_key=args.idempotency_key, signal_category="operator")
+        print(json.dumps({"signal_id": result.signal_id, "effect": result.effect,
+                          "duplicate": result.duplicate, "waitpoint_id": waitpoint}))
+
+    return _run_api("signal", args, deliver)
+
+
 # -- serve -----------------------------------------------------------------------------------
 
 
@@ -287,7 +389,32 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[Any], A
     status.add_argument("--valkey-url", metavar="URL")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(admin_run=_admin_status)
+    rotate = admin_commands.add_parser(
+        "rotate-secret", help="rotate the waitpoint HMAC secret on every partition",
+        description="Install a new kid and secret on every partition through the server's "
+                    "rotate route. Tokens of the old kid keep working for the server's "
+                    "FF_WAITPOINT_HMAC_GRACE_MS (24 h by default). The secret is generated "
+                    "(32 random bytes) unless --secret-stdin reads it as hex; it is never "
+                    "printed. Safe to repeat.")
+    rotate.add_argument("--kid", help="the new key id (default: k<unix time>)")
+    rotate.add_argument("--secret-stdin", action="store_true",
+                        help="read the new secret (hex) from the first line of stdin")
+    _api_options(rotate)
+    rotate.set_defaults(admin_run=_rotate_secret)
     commands["admin"] = lambda args: args.admin_run(args)
+
+    signal = subparsers.add_parser(
+        "signal", help="deliver a signal to a suspended execution (operator)",
+        description="Find the execution's open waitpoint (or take --waitpoint), read its "
+                    "token through the operator route and deliver the signal with it.")
+    signal.add_argument("execution_id")
+    signal.add_argument("--name", required=True, help="the signal name, e.g. approve")
+    signal.add_argument("--payload", metavar="JSON", help="the signal payload (JSON text)")
+    signal.add_argument("--waitpoint", metavar="ID", help="the waitpoint to signal")
+    signal.add_argument("--source", metavar="WHO", help="source identity (default: $USER)")
+    signal.add_argument("--idempotency-key", metavar="KEY")
+    _api_options(signal)
+    commands["signal"] = _signal
     _add_global_options(parser)
     return parser, commands
 

@@ -33,12 +33,15 @@ from ff.core.records import (
     ClaimGrant,
     CreateExecutionArgs,
     CreateResult,
+    DeliverSignalResult,
     ExecutionInfo,
     ExecutionPage,
+    PendingWaitpointInfo,
     ReclaimCapExceeded,
     ReclaimGrantArgs,
     ReclaimGranted,
     ReclaimNotReclaimable,
+    RotateSecretResult,
 )
 from ff.http._message import encode_fallback
 from ff.http.wire import (
@@ -50,7 +53,11 @@ from ff.http.wire import (
     LaneList,
     PriorityRequest,
     ReplayResponse,
+    ResumeResponse,
     RevokeResponse,
+    RotateRequest,
+    SignalResponse,
+    TokenBody,
 )
 
 __all__ = [
@@ -456,3 +463,67 @@ class ApiClient(HttpClient):
         if response.status == 204:
             return None
         return response.raise_for_status().json(ClaimGrant)
+
+    # -- waitpoints ---------------------------------------------------------------------
+
+    async def pending_waitpoints(self, execution_id: str) -> list[PendingWaitpointInfo]:
+        """The open waitpoints of an execution (ids, keys, names; never the tokens)."""
+        return await self._call("GET", _execution_path(execution_id, "/pending-waitpoints"),
+                                list[PendingWaitpointInfo])
+
+    async def waitpoint_token(self, execution_id: str, waitpoint_id: str) -> str | None:
+        """The raw token of an open waitpoint, or None (consumed, expired or unknown)."""
+        path = _execution_path(execution_id,
+                               f"/waitpoints/{quote(waitpoint_id, safe='')}/token")
+        response = await self.request("GET", path)
+        if response.status == 404:
+            return None
+        return response.raise_for_status().json(TokenBody).token
+
+    async def signal(
+        self,
+        execution_id: str,
+        *,
+        waitpoint_id: str,
+        name: str,
+        token: str,
+        payload: Any = None,
+        source_type: str = "external",
+        source_identity: str = "",
+        idempotency_key: str | None = None,
+        **fields: Any,
+    ) -> DeliverSignalResult:
+        """Delivers a signal. `payload`: bytes (sent as byte values), str (stored as its
+        UTF-8), or anything else (sent as its JSON text). `fields` are the other optional
+        fields of the signal body (signal_category, correlation_id, resume_delay_ms...)."""
+        body: dict[str, Any] = {"waitpoint_id": waitpoint_id, "signal_name": name,
+                                "waitpoint_token": token, "source_type": source_type,
+                                "source_identity": source_identity, **fields}
+        if idempotency_key is not None:
+            body["idempotency_key"] = idempotency_key
+        if isinstance(payload, bytes | bytearray):
+            body["payload"] = list(payload)
+        elif isinstance(payload, str):
+            body["payload"] = payload
+        elif payload is not None:
+            body["payload"] = msgspec.json.encode(payload).decode()
+        answer = await self._call("POST", _execution_path(execution_id, "/signal"),
+                                  SignalResponse, json=body)
+        if answer.Accepted is not None:
+            return DeliverSignalResult(answer.Accepted.signal_id, answer.Accepted.effect)
+        if answer.Duplicate is None:
+            raise HttpError("signal answered with neither Accepted nor Duplicate")
+        return DeliverSignalResult(answer.Duplicate.existing_signal_id, duplicate=True)
+
+    async def resume_execution(self, execution_id: str, resume_delay_ms: int = 0) -> str:
+        """Operator resume of a suspended execution; returns its new public state."""
+        answer = await self._call("POST", _execution_path(execution_id, "/resume"),
+                                  ResumeResponse, json={"resume_delay_ms": resume_delay_ms})
+        if answer.Resumed is None:
+            raise HttpError("resume answered without Resumed")
+        return answer.Resumed.public_state
+
+    async def rotate_waitpoint_secret(self, new_kid: str,
+                                      new_secret_hex: str) -> RotateSecretResult:
+        return await self._call("POST", "/v1/admin/rotate-waitpoint-secret",
+                                RotateSecretResult, json=RotateRequest(new_kid, new_secret_hex))

@@ -30,6 +30,8 @@ class ScannerIntervals(msgspec.Struct, frozen=True):
     execution_deadline: float = 5.0
     unblock: float = 5.0
     retention_trimmer: float = 60.0
+    suspension_timeout: float = 2.0
+    pending_wp_expiry: float = 5.0
 
 
 # (field, variable, unit divisor to seconds)
@@ -41,6 +43,8 @@ _INTERVAL_VARS = (
     ("execution_deadline", "FF_EXECUTION_DEADLINE_INTERVAL_S", 1),
     ("unblock", "FF_UNBLOCK_INTERVAL_S", 1),
     ("retention_trimmer", "FF_RETENTION_TRIMMER_INTERVAL_S", 1),
+    ("suspension_timeout", "FF_SUSPENSION_TIMEOUT_INTERVAL_S", 1),
+    ("pending_wp_expiry", "FF_PENDING_WP_EXPIRY_INTERVAL_S", 1),
 )
 
 

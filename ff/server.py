@@ -79,8 +79,8 @@ class Server(ExecutionsApi, LanesApi, SchedulingApi, WaitpointsApi, FlowsApi, Bu
         """The boot sequence; order matters (the version gate before any write)."""
         await boot.check_server_version(self._client)
         await boot.lock_partition_config(self._client, self._config)
-        await boot.install_hmac_secret(self._client, self._config)
         await self.library.ensure_loaded(force=self._config.force_lua_reload)
+        await boot.install_hmac_secret(self.library, self._config)
         await boot.upgrade_stored_data(self._client, self.library, self._config)
         await self._client.execute("SADD", LANES, *self._config.lanes)
         self._known_lanes.update(self._config.lanes)

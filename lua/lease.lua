@@ -26,11 +26,31 @@ local function check_grant(ctx, worker_id, now, check_expiry)
   return nil
 end
 
+-- The signals a resumed claim hands to the worker: a flat list of (signal_id, name,
+-- source_type, source_identity, payload_encoding, payload) per signal.
+local function resume_signals(ctx)
+  local ids = util.decode_json(ctx.core.resume_signal_ids)
+  local out = {}
+  if not ids then return out end
+  for _, sid in ipairs(ids) do
+    local sk = 'ff:signal:' .. ctx.tag .. ':' .. sid
+    local s = redis.call('HMGET', sk, 'signal_name', 'source_type', 'source_identity',
+      'payload_encoding')
+    out[#out + 1] = sid
+    out[#out + 1] = s[1] or ''
+    out[#out + 1] = s[2] or ''
+    out[#out + 1] = s[3] or ''
+    out[#out + 1] = s[4] or ''
+    out[#out + 1] = redis.call('GET', sk .. ':payload') or ''
+  end
+  return out
+end
+
 -- Writes a fresh lease for (worker_id, wiid) on attempt `idx` and indexes it.
 -- Returns the lease reply shared by every claim path:
 --   execution_id, lease_id, lease_epoch, expires_at, attempt_id, attempt_index,
 --   attempt_type, execution_kind, namespace, payload_encoding, payload, lane_id,
---   created_at, priority, {tag_k1, tag_v1, ...}
+--   created_at, priority, {tag_k1, tag_v1, ...}, {resume signals, 6 fields each}
 local function grant_lease(ctx, p, idx, attempt_id, attempt_type, now, extra)
   local core = ctx.core
   local epoch = fmt(to_int(core.current_lease_epoch, 0) + 1)
@@ -84,7 +104,8 @@ local function grant_lease(ctx, p, idx, attempt_id, attempt_type, now, extra)
   return ok(ctx.eid, p.lease_id, epoch, fmt(expires), attempt_id, idx, attempt_type,
     core.execution_kind or '', core.namespace or '', core.payload_encoding or '',
     redis.call('GET', ctx.k('payload')) or '', core.lane_id or '',
-    core.created_at or '', core.priority or '0', redis.call('HGETALL', ctx.k('tags')))
+    core.created_at or '', core.priority or '0', redis.call('HGETALL', ctx.k('tags')),
+    (attempt_type == 'resumed' or attempt_type == 'reclaim') and resume_signals(ctx) or {})
 end
 
 -- The lease-taking arguments shared by claim, claim_resumed, reclaim and claim_next.
@@ -237,6 +258,7 @@ local function fresh_claim(ctx, p, now)
     'total_attempt_count', fmt(to_int(idx, 0) + 1), 'pending_retry_reason', '',
     'pending_replay_reason', '', 'pending_replay_requested_by', '',
     'pending_previous_attempt_index', '', 'pending_replay_attempt', '',
+    'resume_signal_ids', '',
   })
 end
 

@@ -157,3 +157,47 @@ def test_error_codes_map_to_families() -> None:
     assert isinstance(err, ExecutionNotActiveError)
     assert (err.terminal_outcome, err.lease_epoch, err.attempt_id) == ("success", "3", "a1")
     assert error_for_code("something_new").status == 409
+
+
+# -- waitpoint tokens (ff.core.hmac) ---------------------------------------------------
+
+HMAC_SHA256_VECTORS = [  # the reference's cross-language corpus (worker-streams-hmac 7)
+    (b"secret-1", "kid-a", b"hello",
+     "kid-a:d0a1581fa55bac26afe8c11b8e5653a6ad2e10c6e09fa44e3c770eeb72d83d4b"),
+    (b"super-secret-rotating-key-v1", "vllm-demo-2026-05", b"exec=abc:waitpoint=wp-42",
+     "vllm-demo-2026-05:dd0d4d13715ffab543c1ea9ba0a711311f13a36a740c14d08f7ab4983d3111ef"),
+    (b"k", "k0", b"", "k0:b6063576168fc22293d5724cebbbd78beb2ca5cd4d7e34b21e61a132042a5266"),
+    (b"\xaa" * 64, "block-sized-secret", b"message",
+     "block-sized-secret:fe800115905f7369d1c2c18fe85c6ae10decd1b0392e4a238ed89e17f84c5fdc"),
+    (b"k", "binary", bytes([0, 1, 0xFE, 0xFF]),
+     "binary:f98fd661ff642ba9895b6b9297fbc29cb95ceb8782267955cc647576e9bb022a"),
+]
+
+
+@pytest.mark.parametrize(("secret", "kid", "message", "token"), HMAC_SHA256_VECTORS)
+def test_reference_hmac_vectors(secret: bytes, kid: str, message: bytes, token: str) -> None:
+    from ff.core import hmac as ffhmac
+
+    assert ffhmac.sign(secret, kid, message) == token
+    ffhmac.verify(secret, kid, message, token)
+    with pytest.raises(ffhmac.TokenError):
+        ffhmac.verify(secret, kid, message, token[:-1] + ("0" if token[-1] != "0" else "1"))
+    with pytest.raises(ffhmac.TokenError):
+        ffhmac.verify(secret, kid + "x", message, token)
+
+
+def test_waitpoint_token_scheme() -> None:
+    import hashlib
+    import hmac as std_hmac
+
+    from ff.core import hmac as ffhmac
+
+    secret = "ab" * 32
+    token = ffhmac.waitpoint_token("k1", secret, "wp", "wpk:wp", 1700000000000)
+    digest = std_hmac.new(bytes.fromhex(secret), b"wp|wpk:wp|1700000000000",
+                          hashlib.sha1).hexdigest()
+    assert token == f"k1:{digest}"
+    ffhmac.verify_waitpoint_token(token, {"k1": secret}, "wp", "wpk:wp", 1700000000000)
+    for bad in ("", "k1:" + "0" * 40, "k2:" + digest, "k1:" + digest[:-1]):
+        with pytest.raises(ffhmac.TokenError):
+            ffhmac.verify_waitpoint_token(bad, {"k1": secret}, "wp", "wpk:wp", 1700000000000)

@@ -3,6 +3,8 @@ the configuration and the lane registry."""
 
 from __future__ import annotations
 
+import trio
+
 from ff.config import ServerConfig
 from ff.core.keys import LANES
 from ff.resp import Client
@@ -19,6 +21,7 @@ class ServerParts:
         self.library = FunctionLibrary(client)
         self.scheduler = Scheduler(client, self.library, config.partitions)
         self._known_lanes: set[str] = set()
+        self._rotation_gate = trio.Lock()  # one secret rotation at a time
 
     async def _register_lane(self, lane: str) -> None:
         """Adds a lane to the registry the scanners walk (once per lane and process)."""

@@ -76,6 +76,13 @@ class UnavailableError(FFError):
     retryable = True
 
 
+class GatewayTimeoutError(FFError):
+    """A server-side deadline ran out (a rotation over 120 s); repeating is safe."""
+
+    status = 504
+    retryable = True
+
+
 class BackendError(FFError):
     """Valkey could not be reached or answered unexpectedly."""
 
@@ -120,11 +127,15 @@ _FAMILIES: dict[type[FFError], tuple[str, ...]] = {
         "invalid_offset", "invalid_kid", "invalid_secret_hex", "invalid_grace_ms",
         "invalid_frame_type", "invalid_blocking_reason", "invalid_dependency",
         "signal_limit_exceeded", "invalid_waitpoint_key", "unauthorized",
+        "invalid_resume_condition", "invalid_waitpoint_for_execution",
+        "use_pending_with_extras_unsupported", "additional_waitpoint_binding_malformed",
+        "waitpoint_not_token_bound", "pending_waitpoint_expired", "invalid_secret",
     ),
     ConflictError: (
         "active_attempt_exists", "grant_already_exists", "execution_already_in_flow",
         "dependency_already_exists", "cycle_detected", "self_referencing_edge",
-        "waitpoint_already_exists", "rotation_conflict",
+        "waitpoint_already_exists", "rotation_conflict", "waitpoint_closed",
+        "already_suspended", "waitpoint_not_pending", "waitpoint_not_open",
     ),
     ContentionError: (
         "lease_conflict", "stale_lease", "invalid_claim_grant", "claim_grant_expired",
@@ -137,7 +148,10 @@ _FAMILIES: dict[type[FFError], tuple[str, ...]] = {
         "execution_not_terminal", "max_replays_exhausted", "max_retries_exhausted",
         "terminal", "flow_already_terminal", "lease_expired", "lease_revoked",
         "execution_not_suspended", "not_runnable", "partition_mismatch",
+        "target_not_signalable",
     ),
+    RateLimitedError: ("rotation_in_progress",),
+    UnavailableError: ("hmac_secret_not_initialized",),
 }
 
 _CLASS_BY_CODE = {code: cls for cls, codes in _FAMILIES.items() for code in codes}

@@ -120,12 +120,26 @@ class IndexKeys:
     def all_executions(self) -> str:
         return self._key("all_executions")
 
+    @property
+    def pending_waitpoint_expiry(self) -> str:
+        """Members are waitpoint ids, scored by when the pending waitpoint lapses."""
+        return self._key("pending_waitpoint_expiry")
+
     def worker_leases(self, worker_instance_id: str) -> str:
         return self._key(f"worker:{worker_instance_id}:leases")
 
 
-def waitpoint_hmac_key(tag: str) -> str:
-    """The partition's HMAC keystore (`current_kid`, `secret:<kid>`)."""
+def waitpoint_key(tag: str, waitpoint_id: str) -> str:
+    """The waitpoint hash; `:signals` and `:condition` hang off it."""
+    return f"ff:wp:{tag}:{waitpoint_id}"
+
+
+def signal_key(tag: str, signal_id: str) -> str:
+    return f"ff:signal:{tag}:{signal_id}"
+
+
+def keystore_key(tag: str) -> str:
+    """The waitpoint HMAC keystore, one copy per `{fp:N}` partition."""
     return f"ff:sec:{tag}:waitpoint_hmac"
 
 

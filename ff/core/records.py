@@ -31,6 +31,23 @@ class ClaimGrant(msgspec.Struct, frozen=True):
     kind: str = "claim"
 
 
+class ResumeSignal(msgspec.Struct, frozen=True):
+    """A signal that satisfied the suspension a resumed attempt comes back from
+    (`task.resume_signals`). An `auto_resume` timeout shows as one signal named
+    `__timeout__` with source_type `timeout`."""
+
+    signal_id: str
+    name: str
+    source_type: str
+    source_identity: str
+    payload_encoding: str
+    payload: bytes
+
+    def json(self) -> object:
+        """The payload decoded as JSON (None when empty)."""
+        return msgspec.json.decode(self.payload) if self.payload else None
+
+
 class LeaseHandle(msgspec.Struct, frozen=True):
     """A lease as granted by claim / claim_resumed / reclaim, with what the task needs."""
 
@@ -49,6 +66,7 @@ class LeaseHandle(msgspec.Struct, frozen=True):
     created_at: Millis
     priority: int
     tags: dict[str, str]
+    resume_signals: list[ResumeSignal] = msgspec.field(default_factory=list)
 
 
 class ExecutionInfo(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -153,3 +171,88 @@ class ReclaimNotReclaimable(ReclaimGrantResult, frozen=True, tag="not_reclaimabl
 class ReclaimCapExceeded(ReclaimGrantResult, frozen=True, tag="reclaim_cap_exceeded"):
     execution_id: str
     reclaim_count: int
+
+
+class SuspendOutcome(msgspec.Struct, frozen=True):
+    """What `task.suspend` returns: the waitpoint (and its token, the bearer credential a
+    signaller needs), the timeout deadline, and `state`: `suspended`, or `resumed` when
+    signals buffered on a pending waitpoint already satisfied the condition (the next
+    claim resumes at once). `additional_waitpoints` are (id, key, token) of the other
+    waitpoints of a composite."""
+
+    suspension_id: str
+    waitpoint_id: str
+    waitpoint_key: str
+    waitpoint_token: str
+    timeout_at: Millis | None
+    state: str
+    additional_waitpoints: list[tuple[str, str, str]] = msgspec.field(default_factory=list)
+
+
+class PendingWaitpoint(msgspec.Struct, frozen=True):
+    """A waitpoint minted before the suspend (`task.create_pending_waitpoint`)."""
+
+    waitpoint_id: str
+    waitpoint_key: str
+    waitpoint_token: str
+    expires_at: Millis
+
+
+class PendingWaitpointInfo(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One open waitpoint as `GET .../pending-waitpoints` lists it: never the token, only
+    its kid and the first 16 hex of its digest."""
+
+    waitpoint_id: str
+    waitpoint_key: str
+    state: str
+    required_signal_names: list[str]
+    created_at: Millis
+    execution_id: str
+    token_kid: str
+    token_fingerprint: str
+    activated_at: Millis | None = None
+    expires_at: Millis | None = None
+
+
+class DeliverSignalArgs(msgspec.Struct, kw_only=True):
+    """A signal. `execution_id`, `signal_id` and `now` are optional (the path names the
+    execution, the server mints the id and uses its clock); `payload` takes the
+    reference's array of byte values, a JSON string (stored as UTF-8) or, in-process,
+    bytes."""
+
+    waitpoint_id: str
+    signal_name: str
+    waitpoint_token: str
+    execution_id: str | None = None
+    signal_id: str | None = None
+    signal_category: str = "default"
+    source_type: str = "external"
+    source_identity: str = ""
+    target_scope: str = "waitpoint"
+    payload: list[int] | str | None = None
+    payload_encoding: str | None = None
+    correlation_id: str | None = None
+    idempotency_key: str | None = None
+    created_at: Millis | None = None
+    dedup_ttl_ms: Millis | None = None
+    resume_delay_ms: Millis | None = None
+    max_signals_per_execution: int | None = None
+    signal_maxlen: int | None = None
+    now: Millis | None = None
+
+
+class DeliverSignalResult(msgspec.Struct, frozen=True):
+    """`duplicate` False: accepted with `effect`; True: `signal_id` is the signal this
+    idempotency key (or signal id) first delivered."""
+
+    signal_id: str
+    effect: str = ""
+    duplicate: bool = False
+
+
+class RotateSecretResult(msgspec.Struct, frozen=True):
+    """Partitions rotated (or already on the kid), and the indexes of those that failed."""
+
+    rotated: int
+    failed: list[int]
+    new_kid: str

@@ -12,9 +12,12 @@ from ff.config import ServerConfig
 from ff.core.keys import LANES
 from ff.engine.runner import Scanner
 from ff.engine.scanners import SCANNER_TYPES
+from ff.engine.waitpoints import PendingWaitpointExpiryScanner, SuspensionTimeoutScanner
 from ff.script.library import FunctionLibrary, text
 
 LANES_CACHE_S = 1.0
+ALL_SCANNERS: tuple[type[Scanner], ...] = (
+    *SCANNER_TYPES, SuspensionTimeoutScanner, PendingWaitpointExpiryScanner)
 
 
 class Engine:
@@ -26,7 +29,7 @@ class Engine:
         intervals = config.intervals
         self.scanners: list[Scanner] = [
             scanner_type(self, getattr(intervals, scanner_type.name))
-            for scanner_type in SCANNER_TYPES
+            for scanner_type in ALL_SCANNERS
         ]
         self._lanes: list[str] = list(config.lanes)
         self._lanes_read_at = -LANES_CACHE_S

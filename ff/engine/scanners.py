@@ -10,6 +10,8 @@ the library function that re-checks and acts on them.
 | unblock            | ff:idx:{fp:N}:lane:<lane>:blocked:route | ff_unblock_execution          |
 | retention_trimmer  | ff:idx:{fp:N}:lane:<lane>:terminal      | ff_purge_execution            |
 | index_reconciler   | ff:idx:{fp:N}:all_executions            | ff_reconcile_indexes          |
+
+The waitpoint scanners (suspension_timeout, pending_wp_expiry) are in `ff.engine.waitpoints`.
 """
 
 from __future__ import annotations

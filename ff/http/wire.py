@@ -18,6 +18,7 @@ import msgspec
 from ff.core.millis import Millis
 
 __all__ = [
+    "AcceptedBody",
     "AlreadySatisfiedBody",
     "CancelResponse",
     "CancelledBody",
@@ -26,13 +27,20 @@ __all__ = [
     "CreateResponse",
     "CreatedBody",
     "DuplicateBody",
+    "DuplicateSignalBody",
     "Health",
     "PriorityRequest",
     "PriorityResponse",
     "ReplayResponse",
     "ReplayedBody",
+    "ResumeRequest",
+    "ResumeResponse",
+    "ResumedBody",
     "RevokeResponse",
     "RevokedBody",
+    "RotateRequest",
+    "SignalResponse",
+    "TokenBody",
 ]
 
 
@@ -120,6 +128,49 @@ class RevokeResponse(_Tagged):
 
     Revoked: RevokedBody | None = None
     AlreadySatisfied: AlreadySatisfiedBody | None = None
+
+
+class AcceptedBody(msgspec.Struct):
+    signal_id: str
+    effect: str
+
+
+class DuplicateSignalBody(msgspec.Struct):
+    existing_signal_id: str
+
+
+class SignalResponse(_Tagged):
+    """`{"Accepted": {"signal_id", "effect"}}` or `{"Duplicate": {"existing_signal_id"}}`."""
+
+    Accepted: AcceptedBody | None = None
+    Duplicate: DuplicateSignalBody | None = None
+
+
+class TokenBody(msgspec.Struct):
+    """`GET .../waitpoints/{waitpoint_id}/token` (served with `Cache-Control: no-store`)."""
+
+    token: str
+
+
+class RotateRequest(msgspec.Struct):
+    """`POST /v1/admin/rotate-waitpoint-secret`."""
+
+    new_kid: str
+    new_secret_hex: str
+
+
+class ResumeRequest(msgspec.Struct):
+    """`POST /v1/executions/{id}/resume` (operator; optional body)."""
+
+    resume_delay_ms: Millis = 0
+
+
+class ResumedBody(msgspec.Struct):
+    public_state: str
+
+
+class ResumeResponse(_Tagged):
+    Resumed: ResumedBody | None = None
 
 
 class Health(msgspec.Struct):

@@ -20,6 +20,7 @@ import msgspec
 import trio
 
 from ff.core.errors import BackendError, error_for_code
+from ff.core.records import ResumeSignal
 from ff.resp import errors as resp_errors
 from ff.script._source import LIBRARY_NAME, assemble, load_areas
 
@@ -77,9 +78,26 @@ def _as_pairs(value: object) -> dict[str, str]:
     return {text(flat[i]): text(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
 
 
+def _as_texts(value: object) -> list[str]:
+    return [text(v) for v in value] if isinstance(value, list) else []
+
+
+def _as_triples(value: object) -> list[tuple[str, str, str]]:
+    flat = _as_texts(value)
+    return [(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat) - 2, 3)]
+
+
+def _as_resume_signals(value: object) -> list[ResumeSignal]:
+    flat = value if isinstance(value, list) else []
+    return [ResumeSignal(text(flat[i]), text(flat[i + 1]), text(flat[i + 2]),
+                         text(flat[i + 3]), text(flat[i + 4]), _as_bytes(flat[i + 5]))
+            for i in range(0, len(flat) - 5, 6)]
+
+
 _CONVERTERS: dict[Any, Callable[[object], Any]] = {
     str: text, int: _as_int, bytes: _as_bytes, int | None: _as_optional_int,
-    str | None: _as_optional_text, dict[str, str]: _as_pairs,
+    str | None: _as_optional_text, dict[str, str]: _as_pairs, list[str]: _as_texts,
+    list[tuple[str, str, str]]: _as_triples, list[ResumeSignal]: _as_resume_signals,
 }
 
 S = TypeVar("S", bound=msgspec.Struct)

@@ -20,7 +20,7 @@ log = logging.getLogger("ff.worker")
 
 # Task outcomes (`ClaimedTask.outcome`) that are not failures: the execution completed, or
 # the handler gave it back on purpose (cancelled it, delayed it).
-_NOT_FAILED = frozenset({"complete", "cancel", "delay"})
+_NOT_FAILED = frozenset({"suspend", "complete", "cancel", "delay"})
 
 
 class TaskCounts:

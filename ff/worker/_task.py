@@ -18,12 +18,15 @@ from typing import Any, TypeVar
 import msgspec
 import trio
 
-from ff.core.errors import ExecutionNotActiveError, FFError
-from ff.core.records import LeaseHandle
+from ff.core.conditions import TIMEOUT_BEHAVIORS, plan_condition
+from ff.core.errors import ExecutionNotActiveError, FFError, ValidationError
+from ff.core.ids import new_uuid
+from ff.core.records import LeaseHandle, PendingWaitpoint, ResumeSignal, SuspendOutcome
 from ff.resp import errors as resp_errors
 from ff.script import execution as execution_fns
 from ff.script import lease as lease_fns
 from ff.script import scheduling as scheduling_fns
+from ff.script import waitpoint as waitpoint_fns
 from ff.script.library import FunctionLibrary
 from ff.transient import is_transient
 
@@ -67,8 +70,10 @@ class ClaimedTask:
 
     Read-only facts: `execution_id`, `attempt_index`, `attempt_id`, `attempt_type`,
     `lease_id`, `lease_epoch`, `kind`, `payload` (bytes), `payload_encoding`, `tags`,
-    `lane_id`, `namespace`, `priority`. End it with exactly one of `complete`, `fail`,
-    `cancel` or `delay`.
+    `lane_id`, `namespace`, `priority`, and `resume_signals` (the signals that satisfied
+    the suspension this attempt resumes from; empty unless `attempt_type` is `resumed`, or
+    a reclaim of a resumed attempt). End it with exactly one of `complete`, `fail`,
+    `cancel`, `delay` or `suspend`.
     """
 
     def __init__(
@@ -95,6 +100,7 @@ class ClaimedTask:
         self.lane_id: str = lease.lane_id
         self.namespace: str = lease.namespace
         self.priority: int = lease.priority
+        self.resume_signals: list[ResumeSignal] = lease.resume_signals
         self._ttl_ms = lease_ttl_ms
         # Local estimate of the lease's end, from the monotonic clock at the time the
         # claim was *sent*, so it can only be early, never late.
@@ -156,6 +162,68 @@ class ClaimedTask:
         await self._terminal("delay", lambda: execution_fns.delay_execution(
             self._library, self.execution_id, delay_until=until_ms, source="worker",
             **self._fence()), landed=(until_ms, "runnable"))
+
+    async def suspend(
+        self,
+        condition: dict[str, Any] | None = None,
+        *,
+        timeout_ms: int | None = None,
+        timeout_behavior: str = "fail",
+        pending: PendingWaitpoint | None = None,
+        reason_code: str = "waiting_for_signal",
+    ) -> SuspendOutcome:
+        """Suspends the attempt until `condition` is met (default: any signal), ending
+        this handler's hold on the lease. Returns the waitpoint id, key and token (hand
+        the token to whoever must signal) and, for a composite naming several waitpoint
+        keys, `additional_waitpoints`. After `timeout_ms` the suspension times out with
+        `timeout_behavior`: fail, cancel, expire, auto_resume (resumes with a
+        `__timeout__` signal) or escalate (stays suspended for an operator). `pending=`
+        suspends on a waitpoint made by `create_pending_waitpoint`; signals it buffered
+        count, and when they already satisfy the condition `state` is `resumed`. The
+        execution comes back through the claim path with `attempt_type == "resumed"`.
+        Malformed conditions raise `ValidationError` and leave the task untouched."""
+        condition_json, keys = plan_condition(condition if condition is not None else {})
+        if timeout_behavior not in TIMEOUT_BEHAVIORS:
+            raise ValidationError("invalid_input",
+                                  f"timeout_behavior: one of {', '.join(TIMEOUT_BEHAVIORS)}")
+        if timeout_ms is not None and timeout_ms <= 0:
+            raise ValidationError("invalid_input", "timeout_ms must be positive")
+        suspension_id = new_uuid()
+        additional: list[tuple[str, str]] = []
+        if pending is not None:
+            if keys and keys != [pending.waitpoint_key]:
+                raise ValidationError("invalid_resume_condition",
+                                      "a pending waitpoint's condition names only its key")
+            wp_id, key = pending.waitpoint_id, pending.waitpoint_key
+        else:
+            wp_id = new_uuid()
+            key = keys[0] if keys else f"wpk:{wp_id}"
+            additional = [(new_uuid(), k) for k in keys[1:]]
+        outcome: SuspendOutcome = await self._terminal(
+            "suspend", lambda: waitpoint_fns.suspend_execution(
+                self._library, self.execution_id, suspension_id=suspension_id,
+                waitpoint_id=wp_id, waitpoint_key=key, reason_code=reason_code,
+                requested_by="worker", timeout_ms=timeout_ms,
+                timeout_behavior=timeout_behavior, condition_json=condition_json,
+                use_pending=pending is not None, additional=additional, **self._fence()))
+        return outcome
+
+    async def create_pending_waitpoint(self, waitpoint_key: str | None = None,
+                                       expires_in_ms: int = 3_600_000) -> PendingWaitpoint:
+        """A waitpoint (and its token) minted before suspending, so a callback can be
+        registered first; signals sent to it before the suspend are buffered. Not a
+        terminal call. Unused, it closes after `expires_in_ms`."""
+        self._check_usable()
+        wp_id = new_uuid()
+        try:
+            return await waitpoint_fns.create_pending_waitpoint(
+                self._library, self.execution_id, waitpoint_id=wp_id,
+                waitpoint_key=waitpoint_key or f"wpk:{wp_id}", expires_in_ms=expires_in_ms,
+                **self._fence())
+        except FFError as exc:
+            if exc.code in LOST_CODES:
+                raise self._lose(LeaseLostError(exc.code, exc.detail)) from exc
+            raise
 
     async def update_progress(self, pct: int | None = None, message: str = "") -> None:
         """Records progress (0-100) and a message on the execution; not a terminal call."""

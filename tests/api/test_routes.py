@@ -285,7 +285,10 @@ async def test_health_metrics_and_openapi(api: Api, client: ApiClient) -> None:
         ("POST", "/v1/executions/{id}/revoke-lease"), ("POST", "/v1/executions/{id}/reclaim"),
         ("POST", "/v1/workers/{worker_id}/claim"), ("GET", "/healthz"), ("GET", "/metrics"),
         ("GET", "/v1/lanes"), ("GET", "/v1/lanes/{lane}/counts"),
-        ("GET", "/v1/openapi.json"),
+        ("GET", "/v1/openapi.json"), ("GET", "/v1/executions/{id}/pending-waitpoints"),
+        ("GET", "/v1/executions/{id}/waitpoints/{waitpoint_id}/token"),
+        ("POST", "/v1/executions/{id}/signal"), ("POST", "/v1/executions/{id}/resume"),
+        ("POST", "/v1/admin/rotate-waitpoint-secret"),
     }
     assert "security" not in document
 

@@ -12,7 +12,7 @@ from ff.core.keys import (
     ExecKeys,
     IndexKeys,
     idempotency_key,
-    waitpoint_hmac_key,
+    keystore_key,
 )
 from ff.core.policy import ExecutionPolicy, FixedBackoff, RetryPolicy, TimeoutPolicy
 from ff.core.states import LIVE_LANE_INDEXES
@@ -35,7 +35,7 @@ def _builder_keys(eids: list[str], worker_instances: list[str]) -> set[str]:
         names |= {idx.lease_expiry, idx.attempt_timeout, idx.execution_deadline,
                   idx.suspension_timeout, idx.all_executions}
         names |= {idx.worker_leases(w) for w in worker_instances}
-        names.add(waitpoint_hmac_key(idx.tag))
+        names.add(keystore_key(idx.tag))
     for eid in eids:
         keys = ExecKeys(eid)
         names |= {keys.core, keys.payload, keys.result, keys.policy, keys.tags, keys.attempts,
