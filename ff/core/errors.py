@@ -120,6 +120,7 @@ _FAMILIES: dict[type[FFError], tuple[str, ...]] = {
         "invalid_offset", "invalid_kid", "invalid_secret_hex", "invalid_grace_ms",
         "invalid_frame_type", "invalid_blocking_reason", "invalid_dependency",
         "signal_limit_exceeded", "invalid_waitpoint_key", "unauthorized",
+        "retention_limit_exceeded", "patch_depth_exceeded", "summary_too_large",
     ),
     ConflictError: (
         "active_attempt_exists", "grant_already_exists", "execution_already_in_flow",
@@ -133,10 +134,12 @@ _FAMILIES: dict[type[FFError], tuple[str, ...]] = {
         "execution_not_reclaimable", "stale_graph_revision",
     ),
     ExecutionNotActiveError: ("execution_not_active",),
+    RateLimitedError: ("resource_exhausted",),
+    UnavailableError: ("unavailable",),
     StateConflictError: (
         "execution_not_terminal", "max_replays_exhausted", "max_retries_exhausted",
         "terminal", "flow_already_terminal", "lease_expired", "lease_revoked",
-        "execution_not_suspended", "not_runnable", "partition_mismatch",
+        "execution_not_suspended", "not_runnable", "partition_mismatch", "stream_closed",
     ),
 }
 

@@ -153,3 +153,37 @@ class ReclaimNotReclaimable(ReclaimGrantResult, frozen=True, tag="not_reclaimabl
 class ReclaimCapExceeded(ReclaimGrantResult, frozen=True, tag="reclaim_cap_exceeded"):
     execution_id: str
     reclaim_count: int
+
+
+class StreamFrame(msgspec.Struct, frozen=True):
+    """One entry of an attempt stream: its id (`<ms>-<seq>`) and its fields."""
+
+    id: str
+    fields: dict[str, str]
+
+
+class StreamFrames(msgspec.Struct, frozen=True):
+    """A page of frames and the stream's terminal markers (null while it is open)."""
+
+    frames: list[StreamFrame]
+    count: int
+    closed_at: Millis | None = None
+    closed_reason: str | None = None
+
+
+class AppendResult(msgspec.Struct, frozen=True):
+    """Where an appended frame landed; `summary_version` only for summary frames."""
+
+    entry_id: str
+    frame_count: int
+    summary_version: int | None = None
+
+
+class StreamSummary(msgspec.Struct, frozen=True):
+    """An attempt's summary document (None until a summary frame is appended)."""
+
+    document: dict[str, object] | None
+    version: int
+    patch_kind: str | None = None
+    last_updated_ms: Millis | None = None
+    first_applied_ms: Millis | None = None

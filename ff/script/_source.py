@@ -97,6 +97,8 @@ def facts() -> dict[str, object]:
         "GRANT_TTL_MIN_MS": limits.GRANT_TTL_MIN_MS,
         "GRANT_TTL_MAX_MS": limits.GRANT_TTL_MAX_MS,
         "PRIORITY_MAX": limits.PRIORITY_MAX,
+        **{name: getattr(limits, name) for name in dir(limits)
+           if name.startswith(("STREAM_", "SUMMARY_"))},
     }
 
 
