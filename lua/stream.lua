@@ -150,6 +150,9 @@ local function append_params(args)
     return nil, err('invalid_input', 'correlation_id longer than '
       .. facts.STREAM_CORRELATION_ID_MAX_BYTES .. ' bytes')
   end
+  if p.source == 'engine' then
+    return nil, err('invalid_input', "source 'engine' is reserved for the stream_closed frame")
+  end
   if not MODES[p.mode] then
     return nil, err('invalid_input', 'stream_mode must be durable, summary or best_effort')
   end
@@ -222,7 +225,7 @@ end
 --   ARGV[7] payload (<= STREAM_FRAME_MAX_BYTES; in summary mode a JSON merge patch object)
 --   ARGV[8] encoding ("" = utf8)
 --   ARGV[9] correlation_id ("" = none)
---   ARGV[10] source ("" = worker)
+--   ARGV[10] source ("" = worker; "engine" is reserved)
 --   ARGV[11] stream_mode: durable ("") | summary | best_effort
 --   ARGV[12] ttl_ms (best_effort; "" or 0 = STREAM_BEST_EFFORT_TTL_DEFAULT_MS)
 --   Reply   OK(entry_id, frame_count, summary_version) -- summary_version "" unless summary

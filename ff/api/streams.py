@@ -28,7 +28,7 @@ from ff.core.errors import (
 )
 from ff.core.ids import ExecutionId
 from ff.core.keys import ExecKeys
-from ff.core.records import StreamFrames, StreamSummary
+from ff.core.records import StreamFrame, StreamFrames, StreamSummary
 from ff.resp import Client
 from ff.script import stream as stream_fns
 from ff.script.library import text
@@ -125,17 +125,28 @@ class _Attempt:
     async def closed(self, *, check_exists: bool = False) -> tuple[int | None, str | None]:
         """The terminal markers; with `check_exists`, not-found errors for an unknown
         execution or attempt first."""
+        closed, _ = await self.probe(check_exists=check_exists)
+        return closed
+
+    async def probe(self, *, check_exists: bool = False, after: str | None = None,
+                    count: int = 0) -> tuple[tuple[int | None, str | None], list[object]]:
+        """One round trip: the terminal markers and then (with `after`) the entries after
+        `after`, read without blocking; the markers are read first, so markers that say
+        closed cover every entry."""
         pipe = self.client.pipeline()
         pipe.execute_command("HGET", self.core, "total_attempt_count")
         pipe.execute_command("HMGET", self.meta, "closed_at", "closed_reason")
         pipe.execute_command("HMGET", self.attempt, "ended_at", "attempt_state")
-        total, meta, attempt = await pipe.run(raise_on_error=True)
+        if after is not None:
+            pipe.execute_command("XREAD", "COUNT", count, "STREAMS", self.stream, after)
+        total, meta, attempt, *read = await pipe.run(raise_on_error=True)
         if check_exists:
             if total is None:
                 raise error_for_code("execution_not_found", self.eid)
             if self.idx >= int(total):
                 raise error_for_code("attempt_not_found", f"{self.eid}:{self.idx}")
-        return closed_markers(text(meta[0]), text(meta[1]), text(attempt[0]), text(attempt[1]))
+        closed = closed_markers(text(meta[0]), text(meta[1]), text(attempt[0]), text(attempt[1]))
+        return closed, _xread_entries(read[0]) if read else []
 
     async def xread(self, after: str, count: int, *, conn: Any = None, block_ms: int = 0
                     ) -> list[object]:
@@ -189,9 +200,10 @@ class StreamsApi(ServerParts):
         _check_index(attempt_index)
         attempt = _Attempt(self._client, eid, attempt_index)
         with self.stream_ops.permit():
-            closed = await attempt.closed(check_exists=True)
-            if closed[0] is not None or block_ms == 0:
-                return _page(await attempt.xread(cursor, count_limit), closed)
+            closed, entries = await attempt.probe(check_exists=True, after=cursor,
+                                                  count=count_limit)
+            if entries or closed[0] is not None or block_ms == 0:
+                return _page(entries, closed)
             async with self._client.dedicated() as conn:
                 entries = await attempt.xread(cursor, count_limit, conn=conn, block_ms=block_ms)
             # Markers read after the XREAD could cover frames it did not return; the next
@@ -236,25 +248,36 @@ class Follow:
         await self._attempt.closed(check_exists=True)
 
     async def run(self, on_page: OnPage, on_idle: Callable[[], Awaitable[None]]) -> None:
-        """`on_page` per batch of frames (the last one carries the terminal markers);
-        `on_idle` after each block that found nothing. Returns once the stream closed."""
+        """`on_page` per batch of frames (the last page carries the terminal markers);
+        `on_idle` after each block that found nothing. Returns once the stream closed.
+
+        While frames flow, the close is seen as the engine's `stream_closed` frame (the
+        last XADD a stream gets), so no round trip is added per page; the meta (and, for
+        an attempt that never wrote, the attempt hash) is read only after a quiet block.
+        """
         attempt = self._attempt
         try:
             async with attempt.client.dedicated() as conn:
+                closed = await attempt.closed()
                 while True:
-                    closed = await attempt.closed()
                     block = 0 if closed[0] is not None else FOLLOW_BLOCK_MS
                     entries = await attempt.xread(self._after, self._count, conn=conn,
                                                   block_ms=block)
                     if entries:
                         page = _page(entries, (None, None))
                         self._after = page.frames[-1].id
+                        if _is_close_marker(page.frames[-1]):
+                            closed = await attempt.closed()
+                            page = StreamFrames(page.frames, page.count, *closed)
+                            await on_page(page)
+                            return
                         await on_page(page)
                     elif closed[0] is not None:
                         await on_page(_page([], closed))
                         return
                     else:
                         await on_idle()
+                        closed = await attempt.closed()
         finally:
             self.release()
 
@@ -262,6 +285,11 @@ class Follow:
         if not self._released:
             self._released = True
             self._ops.give_back()
+
+
+def _is_close_marker(frame: StreamFrame) -> bool:
+    fields = frame.fields
+    return fields.get("frame_type") == "stream_closed" and fields.get("source") == "engine"
 
 
 def _check_index(attempt_index: int) -> None:

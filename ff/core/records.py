@@ -7,6 +7,8 @@ time the function library cannot handle exactly.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from ff.core.millis import Millis
@@ -182,7 +184,7 @@ class AppendResult(msgspec.Struct, frozen=True):
 class StreamSummary(msgspec.Struct, frozen=True):
     """An attempt's summary document (None until a summary frame is appended)."""
 
-    document: dict[str, object] | None
+    document: dict[str, Any] | None
     version: int
     patch_kind: str | None = None
     last_updated_ms: Millis | None = None

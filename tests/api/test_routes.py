@@ -284,7 +284,9 @@ async def test_health_metrics_and_openapi(api: Api, client: ApiClient) -> None:
         ("PUT", "/v1/executions/{id}/priority"), ("POST", "/v1/executions/{id}/replay"),
         ("POST", "/v1/executions/{id}/revoke-lease"), ("POST", "/v1/executions/{id}/reclaim"),
         ("POST", "/v1/workers/{worker_id}/claim"), ("GET", "/healthz"), ("GET", "/metrics"),
-        ("GET", "/v1/openapi.json"),
+        ("GET", "/v1/openapi.json"), ("GET", "/v1/executions/{id}/attempts/{idx}/stream"),
+        ("GET", "/v1/executions/{id}/attempts/{idx}/stream/tail"),
+        ("GET", "/v1/executions/{id}/attempts/{idx}/summary"),
     }
     assert "security" not in document
 
