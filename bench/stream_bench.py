@@ -30,7 +30,14 @@ from typing import Any
 
 import trio
 
-from bench.harness import REPO_ROOT, git_sha, host_info, percentiles, utc_now
+from bench.harness import (
+    REPO_ROOT,
+    git_sha,
+    host_info,
+    percentiles,
+    server_version_from_info,
+    utc_now,
+)
 from ff.client import ApiClient
 from ff.embedded import EmbeddedServer
 from ff.resp import Client
@@ -222,13 +229,18 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
              f"127.0.0.1:{port}"], cwd=REPO_ROOT, env=env)
         try:
             await wait_healthy(port)
+            async with Client.from_url(valkey.url) as client:
+                info = (await client.execute("INFO", "server")).decode()
+            server_version = server_version_from_info(info)
+            load = os.getloadavg()
             runs = [await one_run(valkey.url, port, args.frames, args.rate, i)
                     for i in range(args.runs)]
         finally:
             server.terminate()
             server.wait(timeout=30)
             await valkey.stop()
-    return {"runs": runs, "median": median_of(runs)}
+    return {"server_version": server_version, "load_average": load, "runs": runs,
+            "median": median_of(runs)}
 
 
 def report(result: dict[str, Any], args: argparse.Namespace) -> None:
@@ -241,7 +253,9 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
     out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
     base = med["baseline_xread"]
     lines = [f"# Attempt streams: append to tail ({sha})", "",
-             f"Host: {json.dumps(host)}", "",
+             f"Host: {json.dumps(host)}; {result['server_version']}; load average before "
+             f"the runs {result['load_average'][0]:.2f} (a 2-core machine shared with other "
+             "developers' test runs)", "",
              f"Median of {args.runs} runs; {args.frames} frames per run at {args.rate:.0f}/s; "
              "one appender process (ff Worker), the tailer in another, `ff serve` in a third.",
              "", "| path | p50 ms | p99 ms | max ms | p50 vs baseline |",

@@ -4,6 +4,8 @@ append_frame / update_summary feeding them."""
 
 from __future__ import annotations
 
+import sys
+
 import msgspec
 import pytest
 import trio
@@ -221,3 +223,27 @@ async def test_append_after_losing_the_lease_stops_the_task(api: Api, server_url
         assert (await api.server.read_attempt_stream(eid, 0)).count == 0
         with pytest.raises(FFError):
             await api.server.tail_attempt_stream(eid, 1)
+
+
+async def test_ff_logs_prints_and_follows_frames(api: Api, server_url: str) -> None:
+    async with Worker.connect(server_url, worker_id="w", lease_ttl_ms=5_000) as worker:
+        eid, task = await claimed(api, server_url, worker)
+        await task.append_frame("first line")
+        await task.flush()
+        command = [sys.executable, "-m", "ff.cli", "logs", eid, "--server-url", api.url]
+        printed = await trio.run_process(command, capture_stdout=True)
+        assert printed.stdout.decode().split()[1:] == ["log", "first", "line"]
+        async with trio.open_nursery() as nursery:
+            followed: list[bytes] = []
+
+            async def follow() -> None:
+                done = await trio.run_process([*command, "--attempt", "0", "--follow"],
+                                              capture_stdout=True)
+                followed.append(done.stdout)
+
+            nursery.start_soon(follow)
+            await task.append_frame("second line")
+            await task.complete()
+        lines = followed[0].decode().splitlines()
+        assert [line.split(" ", 1)[1] for line in lines] == [
+            "log first line", "log second line", "stream_closed attempt_success"]
