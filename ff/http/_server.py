@@ -25,6 +25,10 @@ finish (their answers carry `Connection: close`) for up to `shutdown_grace`, the
 is left. Connection tasks run under a shielded scope so that cancelling the serve task starts
 this sequence instead of killing them mid-response.
 
+Streamed bodies (`Response.stream`, the SSE tail): the head, then chunks as the body's writer
+produces them, each send bounded by `request_timeout`; drain() ends the body early, and the
+connection closes after it.
+
 What must not live here: routing, JSON, auth, or anything a handler decides.
 """
 
