@@ -316,6 +316,50 @@ def _signal(args: argparse.Namespace) -> int:
     return _run_api("signal", args, deliver)
 
 
+# -- logs ------------------------------------------------------------------------------------
+
+
+def _frame_line(frame: Any) -> str:
+    fields = frame.fields
+    return f"{frame.id} {fields.get('frame_type', '')} {fields.get('payload', '')}"
+
+
+async def _print_logs(args: argparse.Namespace) -> None:
+    from ff.client import ApiClient
+
+    api = ApiClient(args.server_url, token=args.api_token or None)
+    async with api:
+        attempt = args.attempt
+        if attempt is None:
+            attempt = (await api.get_execution(args.execution_id)).current_attempt_index
+        if args.follow:
+            async for frame in api.tail(args.execution_id, attempt):
+                print(_frame_line(frame), flush=True)
+            return
+        start = "start"
+        while True:
+            page = await api.read_stream(args.execution_id, attempt, from_id=start, limit=1000)
+            for frame in page.frames:
+                print(_frame_line(frame))
+            if page.count < 1000:
+                return
+            ms, seq = page.frames[-1].id.split("-")
+            start = f"{ms}-{int(seq) + 1}"
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from ff.client import HttpError, HttpStatusError
+
+    try:
+        trio.run(_print_logs, args)
+    except (HttpError, HttpStatusError) as exc:
+        print(f"ff logs: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
 # -- serve -----------------------------------------------------------------------------------
 
 
@@ -375,6 +419,22 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[Any], A
         commands["bench"] = bench.run_bench_command
     else:
         _add_placeholder(subparsers, "bench", "bench.cli", "run a benchmark scenario")
+
+    logs = subparsers.add_parser(
+        "logs", help="print an attempt's output frames",
+        description="Print the output frames of an execution's attempt (default: its "
+                    "latest), one line each: `<frame id> <frame_type> <payload>`. With "
+                    "--follow, keep printing as frames arrive until the attempt ends.")
+    logs.add_argument("execution_id", metavar="EXECUTION_ID")
+    logs.add_argument("--attempt", type=int, metavar="N", help="attempt index")
+    logs.add_argument("--follow", "-f", action="store_true", help="follow until it ends")
+    logs.add_argument("--server-url", default=os.environ.get("FF_SERVER_URL",
+                                                             "http://127.0.0.1:9090"),
+                      metavar="URL", help="the ff HTTP API (FF_SERVER_URL, default "
+                                          "http://127.0.0.1:9090)")
+    logs.add_argument("--api-token", default=os.environ.get("FF_API_TOKEN"), metavar="TOKEN",
+                      help="Bearer token (FF_API_TOKEN)")
+    commands["logs"] = _logs
 
     admin = subparsers.add_parser("admin", help="operator commands",
                                   description="Operator commands against a deployment.")

@@ -18,7 +18,7 @@ Plain `http://` only; a TLS front (if any) terminates in front of ff.
 from __future__ import annotations
 
 import select
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
@@ -42,6 +42,9 @@ from ff.core.records import (
     ReclaimGranted,
     ReclaimNotReclaimable,
     RotateSecretResult,
+    StreamFrame,
+    StreamFrames,
+    StreamSummary,
 )
 from ff.http._message import encode_fallback
 from ff.http.wire import (
@@ -255,12 +258,14 @@ class HttpClient:
         json: Any = None,
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> HttpResponse:
         """Send one request and read the whole response; any status is returned, not raised.
 
         `json` (a msgspec Struct, dict, list, ...) is encoded with msgspec and sent as
-        `application/json`; `body` sends raw bytes. Raises HttpError (HttpTimeout) when no
-        complete response arrives.
+        `application/json`; `body` sends raw bytes. `timeout` replaces the client's for this
+        request (a long poll). Raises HttpError (HttpTimeout) when no complete response
+        arrives.
         """
         if json is not None and body is not None:
             raise ValueError("pass json= or body=, not both")
@@ -275,14 +280,13 @@ class HttpClient:
             request_headers = [h for h in request_headers if h[0] not in given]
             request_headers.extend(headers.items())
         target = self._prefix + path
+        limit = self._timeout if timeout is None else timeout
         async with self._slots:
             try:
-                with trio.fail_after(self._timeout):
+                with trio.fail_after(limit):
                     return await self._send(method, target, request_headers, payload)
             except trio.TooSlowError:
-                raise HttpTimeout(
-                    f"{method} {target}: no response within {self._timeout}s"
-                ) from None
+                raise HttpTimeout(f"{method} {target}: no response within {limit}s") from None
             except _TRANSPORT_ERRORS as exc:
                 raise HttpError(f"{method} {target}: {exc!r}") from exc
 
@@ -317,6 +321,14 @@ class HttpClient:
                 return connection, True
             await connection.stream.aclose()
         return _Connection(await trio.open_tcp_stream(self._host, self._port)), False
+
+
+# How long past a tail's own block the answer may take before the request is given up.
+_TAIL_MARGIN_S = 10.0
+
+
+def _query(params: Mapping[str, object]) -> str:
+    return urlencode({k: v for k, v in params.items() if v is not None})
 
 
 ReclaimOutcome = ReclaimGranted | ReclaimNotReclaimable | ReclaimCapExceeded
@@ -527,3 +539,43 @@ class ApiClient(HttpClient):
                                       new_secret_hex: str) -> RotateSecretResult:
         return await self._call("POST", "/v1/admin/rotate-waitpoint-secret",
                                 RotateSecretResult, json=RotateRequest(new_kid, new_secret_hex))
+    # -- attempt streams ------------------------------------------------------------
+
+    async def read_stream(self, execution_id: str, attempt_index: int = 0, *,
+                          from_id: str = "start", to_id: str = "end",
+                          limit: int = 100) -> StreamFrames:
+        """One page of an attempt's frames, `from_id` to `to_id` inclusive (`start`, `end`,
+        `<ms>` or `<ms>-<seq>`), with the terminal markers once the stream is closed."""
+        query = _query({"from": from_id, "to": to_id, "limit": limit})
+        path = _execution_path(execution_id, f"/attempts/{attempt_index}/stream?{query}")
+        return await self._call("GET", path, StreamFrames)
+
+    async def tail_stream(self, execution_id: str, attempt_index: int = 0, *,
+                          after: str = "0-0", block_ms: int = 0,
+                          limit: int = 50) -> StreamFrames:
+        """Frames after `after`, waiting up to `block_ms` for the first (one long poll)."""
+        query = _query({"after": after, "block_ms": block_ms, "limit": limit})
+        path = _execution_path(execution_id, f"/attempts/{attempt_index}/stream/tail?{query}")
+        response = await self.request("GET", path,
+                                      timeout=block_ms / 1000 + _TAIL_MARGIN_S)
+        return response.raise_for_status().json(StreamFrames)
+
+    async def tail(self, execution_id: str, attempt_index: int = 0, *, after: str = "0-0",
+                   block_ms: int = 10_000, limit: int = 100) -> AsyncIterator[StreamFrame]:
+        """Every frame after `after` as it arrives, ending once the attempt's stream is
+        closed and read to its end (the last frame is then its `stream_closed` marker, if
+        the attempt wrote any frame)."""
+        while True:
+            page = await self.tail_stream(execution_id, attempt_index, after=after,
+                                          block_ms=block_ms, limit=limit)
+            for frame in page.frames:
+                yield frame
+            if page.frames:
+                after = page.frames[-1].id
+            if page.closed_at is not None and page.count < limit:
+                return
+
+    async def get_summary(self, execution_id: str, attempt_index: int = 0) -> StreamSummary:
+        """The attempt's summary document (`document` None until a patch was applied)."""
+        path = _execution_path(execution_id, f"/attempts/{attempt_index}/summary")
+        return await self._call("GET", path, StreamSummary)

@@ -7,8 +7,9 @@ What lives here: turning flags + environment into a `ServerConfig`, the serve ta
 exit-code policy. With no Valkey address the Server starts its embedded valkey-server under
 the data directory (and says where); with an external one the HMAC secret is required.
 
-Shutdown on the first SIGINT or SIGTERM, in this order: stop accepting HTTP connections,
-let in-flight requests finish (up to `shutdown_grace` seconds), stop the scanners, close the
+Shutdown on the first SIGINT or SIGTERM, in this order: refuse new stream reads and tails
+(503), stop accepting HTTP connections (streamed answers such as SSE end at once), let
+in-flight requests finish (up to `shutdown_grace` seconds), stop the scanners, close the
 Valkey client, stop the embedded valkey-server. A second signal cancels what is left of the
 grace period (the embedded server is still stopped).
 
@@ -160,6 +161,7 @@ async def _serve_until(
         if stop.is_set():
             return
         async with trio.open_nursery() as http:
+            http.start_soon(_refuse_stream_ops_on, stop, server)
             port = await http.start(partial(
                 serve_http, app, config.listen_host, config.listen_port,
                 shutdown=stop, shutdown_grace=shutdown_grace,
@@ -171,6 +173,13 @@ async def _serve_until(
             })
             task_status.started(port)
         log.info("HTTP API stopped; stopping the engine")
+
+
+async def _refuse_stream_ops_on(stop: trio.Event, server: Server) -> None:
+    """Shutdown closes the stream-ops gate first: new reads and tails get 503 while the
+    HTTP requests in progress drain."""
+    await stop.wait()
+    server.stream_ops.closed = True
 
 
 def startup_failure(exc: BaseException) -> str | None:

@@ -35,6 +35,8 @@ from ff.resp import Client
 
 log = logging.getLogger("ff.server")
 
+STREAM_OPS_DRAIN_S = 15.0
+
 
 class Server(ExecutionsApi, LanesApi, SchedulingApi, WaitpointsApi, FlowsApi, BudgetsApi,
              StreamsApi):
@@ -87,8 +89,11 @@ class Server(ExecutionsApi, LanesApi, SchedulingApi, WaitpointsApi, FlowsApi, Bu
         log.info("server started", extra={"scanners": len(self.engine.scanners)})
 
     async def shutdown(self) -> None:
-        """Stop the scanners. Idempotent; in-flight API calls are not interrupted."""
+        """Refuse new stream reads and tails (503) and let running ones end (up to 15 s),
+        then stop the scanners. Idempotent; other in-flight API calls are not interrupted."""
         self.shutting_down = True
+        if not await self.stream_ops.close(STREAM_OPS_DRAIN_S):
+            log.warning("stream reads still running after %.0f s", STREAM_OPS_DRAIN_S)
         if self._engine_scope is not None:
             self._engine_scope.cancel()
 

@@ -124,12 +124,16 @@ local function unindex_for_terminal(ctx)
   redis.call('ZREM', idx_key(ctx.tag, 'suspension_timeout'), ctx.eid)
 end
 
--- Close the attempt's output stream metadata, if the attempt ever opened one.
+-- Close the attempt's output stream, if the attempt ever opened one: the markers on its
+-- meta, and a last `stream_closed` frame, whose XADD wakes every tail blocked on it.
 local function close_stream(ctx, idx, reason, now)
   if not is_set(idx) then return end
-  local meta = stream_key(ctx.tag, ctx.eid, idx) .. ':meta'
+  local stream = stream_key(ctx.tag, ctx.eid, idx)
+  local meta = stream .. ':meta'
   if redis.call('EXISTS', meta) == 1 and not is_set(redis.call('HGET', meta, 'closed_at')) then
     redis.call('HSET', meta, 'closed_at', fmt(now), 'closed_reason', reason)
+    redis.call('XADD', stream, '*', 'frame_type', 'stream_closed', 'ts', fmt(now),
+      'payload', reason, 'encoding', 'utf8', 'source', 'engine', 'mode', 'durable')
   end
 end
 

@@ -130,6 +130,7 @@ _FAMILIES: dict[type[FFError], tuple[str, ...]] = {
         "invalid_resume_condition", "invalid_waitpoint_for_execution",
         "use_pending_with_extras_unsupported", "additional_waitpoint_binding_malformed",
         "waitpoint_not_token_bound", "pending_waitpoint_expired", "invalid_secret",
+        "retention_limit_exceeded", "patch_depth_exceeded", "summary_too_large",
     ),
     ConflictError: (
         "active_attempt_exists", "grant_already_exists", "execution_already_in_flow",
@@ -144,14 +145,14 @@ _FAMILIES: dict[type[FFError], tuple[str, ...]] = {
         "execution_not_reclaimable", "stale_graph_revision",
     ),
     ExecutionNotActiveError: ("execution_not_active",),
+    RateLimitedError: ("resource_exhausted", "rotation_in_progress"),
+    UnavailableError: ("unavailable", "hmac_secret_not_initialized"),
     StateConflictError: (
         "execution_not_terminal", "max_replays_exhausted", "max_retries_exhausted",
         "terminal", "flow_already_terminal", "lease_expired", "lease_revoked",
-        "execution_not_suspended", "not_runnable", "partition_mismatch",
+        "execution_not_suspended", "not_runnable", "partition_mismatch", "stream_closed",
         "target_not_signalable",
     ),
-    RateLimitedError: ("rotation_in_progress",),
-    UnavailableError: ("hmac_secret_not_initialized",),
 }
 
 _CLASS_BY_CODE = {code: cls for cls, codes in _FAMILIES.items() for code in codes}

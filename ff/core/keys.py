@@ -76,6 +76,9 @@ class ExecKeys:
     def attempt(self, index: int | str) -> str:
         return f"ff:attempt:{self.tag}:{self.eid}:{index}"
 
+    def attempt_summary(self, index: int | str) -> str:
+        return f"ff:attempt:{self.tag}:{self.eid}:{index}:summary"
+
     def stream(self, index: int | str) -> str:
         return f"ff:stream:{self.tag}:{self.eid}:{index}"
 

@@ -15,3 +15,28 @@ GRANT_TTL_MAX_MS = 60_000
 PRIORITY_MAX = 9000
 # Replays allowed when the policy names no `max_replay_count`.
 REPLAY_CAP_DEFAULT = 10
+
+# Attempt streams (lua/stream.lua, ff/api/streams.py).
+# Largest payload of one frame, in bytes.
+STREAM_FRAME_MAX_BYTES = 65_536
+# Longest frame_type and correlation_id, in bytes.
+STREAM_FRAME_TYPE_MAX_BYTES = 64
+STREAM_CORRELATION_ID_MAX_BYTES = 256
+# Durable retention when the policy names none (entries kept per attempt stream).
+STREAM_RETENTION_MAXLEN_DEFAULT = 10_000
+# Largest retention a policy may ask for.
+STREAM_RETENTION_MAXLEN_MAX = 1_000_000
+# best_effort: the adaptive MAXLEN stays within these bounds; the EMA weight of the newest
+# append interval; the TTL used when the caller gives none.
+STREAM_BEST_EFFORT_MAXLEN_FLOOR = 64
+STREAM_BEST_EFFORT_MAXLEN_CEILING = 16_384
+STREAM_BEST_EFFORT_EMA_ALPHA_PERMILLE = 200
+STREAM_BEST_EFFORT_TTL_DEFAULT_MS = 10_000
+# Summary documents: patch nesting depth and the stored document's size, in bytes.
+SUMMARY_PATCH_MAX_DEPTH = 16
+SUMMARY_MAX_BYTES = 262_144
+# Frames one read or tail returns: the REST ceiling and the library's hard cap.
+STREAM_READ_LIMIT_MAX = 1_000
+STREAM_READ_HARD_CAP = 10_000
+# Longest a tail may block, in ms.
+STREAM_TAIL_BLOCK_MAX_MS = 30_000

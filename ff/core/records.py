@@ -7,6 +7,8 @@ time the function library cannot handle exactly.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from ff.core.millis import Millis
@@ -256,3 +258,35 @@ class RotateSecretResult(msgspec.Struct, frozen=True):
     rotated: int
     failed: list[int]
     new_kid: str
+class StreamFrame(msgspec.Struct, frozen=True):
+    """One entry of an attempt stream: its id (`<ms>-<seq>`) and its fields."""
+
+    id: str
+    fields: dict[str, str]
+
+
+class StreamFrames(msgspec.Struct, frozen=True):
+    """A page of frames and the stream's terminal markers (null while it is open)."""
+
+    frames: list[StreamFrame]
+    count: int
+    closed_at: Millis | None = None
+    closed_reason: str | None = None
+
+
+class AppendResult(msgspec.Struct, frozen=True):
+    """Where an appended frame landed; `summary_version` only for summary frames."""
+
+    entry_id: str
+    frame_count: int
+    summary_version: int | None = None
+
+
+class StreamSummary(msgspec.Struct, frozen=True):
+    """An attempt's summary document (None until a summary frame is appended)."""
+
+    document: dict[str, Any] | None
+    version: int
+    patch_kind: str | None = None
+    last_updated_ms: Millis | None = None
+    first_applied_ms: Millis | None = None

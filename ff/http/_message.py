@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -20,6 +20,7 @@ __all__ = [
     "PayloadTooLarge",
     "Request",
     "Response",
+    "StreamBody",
     "empty_response",
     "json_response",
     "raw_response",
@@ -59,14 +60,28 @@ class Request:
     remote: str | None = None
 
 
+class StreamBody(Protocol):
+    """A body written piece by piece after the head (Server-Sent Events).
+
+    `write(send)` calls `send(chunk)` as pieces are ready and returns at the end of the
+    body; the server cancels it when the client is gone or shutdown begins. `close()` is
+    called exactly once afterwards, whether `write` ran or not.
+    """
+
+    async def write(self, send: Callable[[bytes], Awaitable[None]]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(slots=True)
 class Response:
-    """A complete response: the body is always in memory (every ff route fits)."""
+    """A response: a body in memory, or (`stream`) one written as it is produced."""
 
     status: int
     body: bytes = b""
     content_type: str | None = None
     headers: list[tuple[str, str]] = field(default_factory=list)
+    stream: StreamBody | None = None
 
 
 Handler = Callable[[Request], Awaitable[Response]]

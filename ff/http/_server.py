@@ -25,6 +25,10 @@ finish (their answers carry `Connection: close`) for up to `shutdown_grace`, the
 is left. Connection tasks run under a shielded scope so that cancelling the serve task starts
 this sequence instead of killing them mid-response.
 
+Streamed bodies (`Response.stream`, the SSE tail): the head, then chunks as the body's writer
+produces them, each send bounded by `request_timeout`; drain() ends the body early, and the
+connection closes after it.
+
 What must not live here: routing, JSON, auth, or anything a handler decides.
 """
 
@@ -137,6 +141,7 @@ class _Server:
         self.max_header_bytes = max_header_bytes
         self.draining = False
         self.idle: set[trio.CancelScope] = set()
+        self.streaming: set[trio.CancelScope] = set()  # streamed bodies, ended by drain()
         self._slots = trio.Semaphore(max_connections)
         self._hosting_scope = trio.CancelScope(shield=True)
         self._stop_hosting = trio.Event()
@@ -155,7 +160,7 @@ class _Server:
     def drain(self, grace: float) -> None:
         """Begin graceful shutdown: close idle connections now, the rest within `grace`."""
         self.draining = True
-        for scope in self.idle:
+        for scope in (*self.idle, *self.streaming):
             scope.cancel()
         self._hosting_scope.deadline = trio.current_time() + grace
         self._stop_hosting.set()
@@ -370,6 +375,8 @@ class _Connection:
 
     async def _send(self, response: Response, close: bool) -> bool:
         """Write one response in a single send; False if the client does not take it in time."""
+        if response.stream is not None:
+            return await self._send_streamed(response)
         conn = self.h11
         status = response.status
         headers: list[tuple[bytes, bytes]] = []
@@ -390,6 +397,43 @@ class _Connection:
         with trio.move_on_after(self.server.request_timeout):
             await self.stream.send_all(data)
             return True
+        return False
+
+    async def _send_streamed(self, response: Response) -> bool:
+        """Head, then the body as its writer produces it (chunked), each piece within
+        `request_timeout`; drain() ends the body early. The connection closes after it."""
+        body = response.stream
+        assert body is not None
+        conn = self.h11
+        send_all = self.stream.send_all
+        timeout = self.server.request_timeout
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+        if response.content_type is not None:
+            headers.append((b"content-type", response.content_type.encode("latin-1")))
+        headers.append((b"connection", b"close"))
+        head = h11.Response(status_code=response.status, headers=headers,
+                            reason=_REASONS.get(response.status, b""))
+
+        async def send(chunk: bytes) -> None:
+            with trio.fail_after(timeout):
+                await send_all(conn.send(h11.Data(data=chunk)))
+
+        scope = trio.CancelScope()
+        self.server.streaming.add(scope)
+        try:
+            if self.server.draining:
+                scope.cancel()
+            with trio.fail_after(timeout):
+                await send_all(conn.send(head))
+            with scope:
+                await body.write(send)
+            with trio.move_on_after(timeout):
+                await send_all(conn.send(h11.EndOfMessage()))
+        except trio.TooSlowError:
+            pass  # a client that stopped reading; the connection closes
+        finally:
+            self.server.streaming.discard(scope)
+            body.close()
         return False
 
     async def _send_error(self, status: int, message: str) -> None:

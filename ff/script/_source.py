@@ -105,6 +105,8 @@ def facts() -> dict[str, object]:
             "max_delay_ms": policy.ExponentialBackoff().max_delay_ms,
             "multiplier": policy.ExponentialBackoff().multiplier,
         },
+        **{name: getattr(limits, name) for name in dir(limits)
+           if name.startswith(("STREAM_", "SUMMARY_"))},
     }
 
 

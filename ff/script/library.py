@@ -19,7 +19,7 @@ from typing import Any, TypeVar, get_type_hints
 import msgspec
 import trio
 
-from ff.core.errors import BackendError, error_for_code
+from ff.core.errors import BackendError, FFError, error_for_code
 from ff.core.records import ResumeSignal
 from ff.resp import errors as resp_errors
 from ff.script._source import LIBRARY_NAME, assemble, load_areas
@@ -92,12 +92,16 @@ def _as_resume_signals(value: object) -> list[ResumeSignal]:
     return [ResumeSignal(text(flat[i]), text(flat[i + 1]), text(flat[i + 2]),
                          text(flat[i + 3]), text(flat[i + 4]), _as_bytes(flat[i + 5]))
             for i in range(0, len(flat) - 5, 6)]
+def _as_list(value: object) -> list[object]:
+    """A nested array left for the wrapper to decode element by element."""
+    return value if isinstance(value, list) else []
 
 
 _CONVERTERS: dict[Any, Callable[[object], Any]] = {
     str: text, int: _as_int, bytes: _as_bytes, int | None: _as_optional_int,
     str | None: _as_optional_text, dict[str, str]: _as_pairs, list[str]: _as_texts,
     list[tuple[str, str, str]]: _as_triples, list[ResumeSignal]: _as_resume_signals,
+    list[object]: _as_list,
 }
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -215,6 +219,34 @@ class FunctionLibrary:
             await self.ensure_loaded()
             raw = await self.client.fcall(name, keys, args)
         return parse_envelope(raw)
+
+    async def call_many(self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[object]]]
+                        ) -> list[Reply | FFError]:
+        """`name` once per (keys, args), pipelined in one round trip and run in order.
+
+        Each answer is a `Reply` or the `FFError` of that call; transport failures raise.
+        Calls that found the library missing are repeated one by one after a reload.
+        """
+        pipe = self.client.pipeline()
+        for keys, args in calls:
+            pipe.fcall(name, keys, args)
+        replies = await pipe.run()
+        answers: list[Reply | FFError] = []
+        for (keys, args), raw in zip(calls, replies, strict=True):
+            try:
+                if isinstance(raw, resp_errors.ResponseError):
+                    if not _is_missing_function(raw):
+                        raise raw
+                    answers.append(await self.call(name, keys, args))
+                else:
+                    answers.append(parse_envelope(raw))
+            except FFError as exc:
+                answers.append(exc)
+            except resp_errors.ResponseError as exc:
+                error = BackendError("script_error", str(exc))
+                error.retryable = exc.retryable
+                answers.append(error)
+        return answers
 
 
 __all__ = ["LIBRARY_NAME", "LIBRARY_VERSION", "FunctionLibrary", "Reply", "library_source",

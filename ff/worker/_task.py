@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import msgspec
 import trio
 
+from ff.core import limits
 from ff.core.conditions import TIMEOUT_BEHAVIORS, plan_condition
 from ff.core.errors import ExecutionNotActiveError, FFError, ValidationError
 from ff.core.ids import new_uuid
@@ -26,9 +27,11 @@ from ff.resp import errors as resp_errors
 from ff.script import execution as execution_fns
 from ff.script import lease as lease_fns
 from ff.script import scheduling as scheduling_fns
+from ff.script import stream as stream_fns
 from ff.script import waitpoint as waitpoint_fns
 from ff.script.library import FunctionLibrary
 from ff.transient import is_transient
+from ff.worker._frames import FrameBuffer
 
 log = logging.getLogger("ff.worker")
 
@@ -84,6 +87,7 @@ class ClaimedTask:
         lease_ttl_ms: int,
         claimed_at: float,
         on_release: Callable[[ClaimedTask], None],
+        spawn: Callable[[Callable[[], Awaitable[None]]], None] | None = None,
     ) -> None:
         self._library = library
         self.lease = lease
@@ -110,6 +114,9 @@ class ClaimedTask:
         self._renewal = trio.CancelScope()
         self._scopes: set[trio.CancelScope] = set()
         self._terminal_in_flight = False
+        self._spawn = spawn
+        self._frames: FrameBuffer | None = None
+        self._frame_errors: list[FFError] = []
         self.ended = False
         self.outcome: str | None = None
         self.lease_lost: LeaseLostError | None = None
@@ -237,6 +244,79 @@ class ClaimedTask:
                 raise self._lose(LeaseLostError(exc.code, exc.detail)) from exc
             raise
 
+    # -- output stream --------------------------------------------------------------
+
+    async def append_frame(self, payload: Any, frame_type: str = "log", mode: str = "durable",
+                           *, correlation_id: str = "", ttl_ms: int = 0) -> None:
+        """Queues one frame for this attempt's output stream: bytes as they are, str as
+        UTF-8, anything else as JSON. Returns once queued (waits only while the bounded
+        buffer is full; a best_effort frame is then dropped); frames are sent in order in
+        the background, and every terminal call sends what is queued first. `flush()`
+        waits for delivery and reports rejections. A frame that can never be accepted
+        (too large, bad mode or type) raises `ValidationError` here and is not queued."""
+        self._check_usable()
+        data, encoding = _frame_bytes(payload)
+        frame = stream_fns.AppendFrame(payload=data, frame_type=frame_type, mode=mode,
+                                       encoding=encoding, correlation_id=correlation_id,
+                                       ttl_ms=ttl_ms)
+        _check_frame(frame)
+        await self._frame_buffer().put(frame)
+
+    async def update_summary(self, patch: Any) -> None:
+        """Queues a JSON merge patch (RFC 7396; a dict, or its JSON text) for the attempt's
+        summary document: null deletes a key, objects merge, arrays and scalars replace."""
+        data = patch if isinstance(patch, bytes) else (
+            patch.encode() if isinstance(patch, str) else msgspec.json.encode(patch))
+        try:
+            decoded = msgspec.json.decode(data)
+        except msgspec.DecodeError:
+            raise ValidationError("invalid_input", "patch payload is not valid JSON") from None
+        if not isinstance(decoded, dict):
+            raise ValidationError("invalid_input", "patch must be a JSON object")
+        await self.append_frame(data, frame_type="summary", mode="summary")
+
+    async def flush(self) -> None:
+        """Waits until every queued frame reached Valkey; raises the first frame the
+        library refused since the last flush (e.g. `summary_too_large`, `stream_closed`)."""
+        if self._frames is not None:
+            await self._frames.flush()
+        if self.lease_lost is not None:
+            raise self.lease_lost
+        if self._frame_errors:
+            first = self._frame_errors[0]
+            self._frame_errors.clear()
+            raise first
+
+    @property
+    def frames_dropped(self) -> int:
+        """best_effort frames dropped because the buffer was full."""
+        return self._frames.dropped if self._frames is not None else 0
+
+    def _frame_buffer(self) -> FrameBuffer:
+        if self._frames is None:
+            if self._spawn is None:
+                raise RuntimeError("append_frame needs a task claimed by a Worker")
+            fence = stream_fns.Fence(self.lease_id, self.lease_epoch, self.attempt_id,
+                                     self.attempt_index)
+            self._frames = FrameBuffer(self._library, self.execution_id, fence,
+                                       on_rejected=self._frame_rejected, lease_codes=LOST_CODES)
+            self._spawn(self._send_frames)
+        return self._frames
+
+    async def _send_frames(self) -> None:
+        assert self._frames is not None
+        with self.lease_scope():
+            await self._frames.run()
+
+    def _frame_rejected(self, error: FFError) -> None:
+        if error.code in LOST_CODES:
+            self._lose(LeaseLostError(error.code, error.detail))
+            return
+        log.warning("frame rejected", extra={"execution_id": self.execution_id,
+                                             "error": str(error)})
+        if len(self._frame_errors) < 100:
+            self._frame_errors.append(error)
+
     def _fence(self) -> dict[str, str]:
         return {"lease_id": self.lease_id, "lease_epoch": self.lease_epoch,
                 "attempt_id": self.attempt_id}
@@ -262,6 +342,11 @@ class ClaimedTask:
         """
         self._check_usable()
         self._terminal_in_flight = True
+        if self._frames is not None:
+            await self._frames.flush()  # frames first: the terminal call closes the stream
+            if self.lease_lost is not None:
+                self._terminal_in_flight = False
+                raise self.lease_lost
         pause, longest = TERMINAL_BACKOFF_S
         maybe_landed = False
         try:
@@ -303,6 +388,8 @@ class ClaimedTask:
         self.ended = True
         self.outcome = outcome
         self._renewal.cancel()
+        if self._frames is not None:
+            self._frames.stop()
         self._release()
         return reply
 
@@ -357,6 +444,34 @@ class ClaimedTask:
                     continue
                 self._expires_local = sent_at + self._ttl_ms / 1000
                 wait = interval
+
+
+STREAM_MODES = frozenset({"durable", "summary", "best_effort"})
+
+
+def _frame_bytes(payload: Any) -> tuple[bytes, str]:
+    """A frame payload and its encoding: bytes as they are, str as UTF-8, else JSON."""
+    if isinstance(payload, bytes | bytearray | memoryview):
+        return bytes(payload), "utf8"
+    if isinstance(payload, str):
+        return payload.encode(), "utf8"
+    return msgspec.json.encode(payload), "json"
+
+
+def _check_frame(frame: stream_fns.AppendFrame) -> None:
+    """What the library would refuse anyway, refused before the frame is queued."""
+    if len(frame.payload) > limits.STREAM_FRAME_MAX_BYTES:
+        raise ValidationError("retention_limit_exceeded", str(len(frame.payload)),
+                              str(limits.STREAM_FRAME_MAX_BYTES))
+    if frame.mode not in STREAM_MODES:
+        raise ValidationError("invalid_input", "mode must be durable, summary or best_effort")
+    if not 1 <= len(frame.frame_type.encode()) <= limits.STREAM_FRAME_TYPE_MAX_BYTES:
+        raise ValidationError("invalid_frame_type",
+                              f"frame_type must be 1..{limits.STREAM_FRAME_TYPE_MAX_BYTES} bytes")
+    if len(frame.correlation_id.encode()) > limits.STREAM_CORRELATION_ID_MAX_BYTES:
+        raise ValidationError("invalid_input", "correlation_id too long")
+    if frame.ttl_ms < 0:
+        raise ValidationError("invalid_input", "ttl_ms must be >= 0")
 
 
 LOST_CODES = frozenset({"lease_expired", "lease_revoked", "stale_lease", "execution_not_active",

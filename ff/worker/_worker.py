@@ -349,7 +349,8 @@ class Worker:
                 continue
             task = ClaimedTask(self.library, lease, lease_ttl_ms=self.config.lease_ttl_ms,
                                claimed_at=claimed_at,
-                               on_release=partial(self._task_released, holds_slot=holds_slot))
+                               on_release=partial(self._task_released, holds_slot=holds_slot),
+                               spawn=self._nursery.start_soon)
             self._tasks.add(task)
             self._nursery.start_soon(task.keep_renewed)
             return task

@@ -289,6 +289,9 @@ async def test_health_metrics_and_openapi(api: Api, client: ApiClient) -> None:
         ("GET", "/v1/executions/{id}/waitpoints/{waitpoint_id}/token"),
         ("POST", "/v1/executions/{id}/signal"), ("POST", "/v1/executions/{id}/resume"),
         ("POST", "/v1/admin/rotate-waitpoint-secret"),
+        ("GET", "/v1/openapi.json"), ("GET", "/v1/executions/{id}/attempts/{idx}/stream"),
+        ("GET", "/v1/executions/{id}/attempts/{idx}/stream/tail"),
+        ("GET", "/v1/executions/{id}/attempts/{idx}/summary"),
     }
     assert "security" not in document
 
