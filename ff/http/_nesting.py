@@ -19,8 +19,11 @@ from itertools import accumulate
 
 __all__ = ["nesting_exceeds"]
 
-# A JSON string: quote, then runs of plain bytes or backslash escapes, then quote.
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A JSON string: quote, then runs of plain bytes or backslash escapes, then the closing
+# quote if there is one. An unterminated string runs to the end of the body in one match:
+# requiring the closing quote made the search start again at every quote inside it, which
+# is quadratic on a body full of `\"` (seconds for a few KiB, inside the event loop).
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 # Keep only brackets: openers become +1, closers -1 (0xFF read as a signed byte).
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")

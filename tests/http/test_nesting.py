@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import signal
 
 import msgspec
 
@@ -55,3 +56,21 @@ def test_brackets_inside_strings_do_not_count() -> None:
     text = b'{"a": "%s", "b": "\\"[[["}' % (b"[{" * 100)
     assert not nesting_exceeds(text, 1)
     assert nesting_exceeds(b'{"a": [[]]}', 2) and not nesting_exceeds(b'{"a": [[]]}', 3)
+
+
+def test_an_unterminated_string_full_of_escaped_quotes_is_scanned_in_linear_time() -> None:
+    """A 1 MiB body (the largest any route takes) that opens a string and never closes
+    it: the old pattern restarted at every quote and took hours; the alarm turns a
+    regression into a failure instead of a hung suite."""
+    body = b'{"a": "' + b'\\"[' * (1024 * 1024 // 3)
+
+    def too_slow(signum: int, frame: object) -> None:
+        raise TimeoutError("nesting check is not linear")
+
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(10)
+    try:
+        assert nesting_exceeds(body, 32) is False  # everything after the quote is string
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
