@@ -10,7 +10,7 @@ import re
 import trio
 
 from ff.config import ConfigError, ServerConfig
-from ff.core.keys import CONFIG_PARTITIONS, IndexKeys
+from ff.core.keys import CONFIG_PARTITIONS, LANES, IndexKeys
 from ff.core.partitions import flow_tag
 from ff.resp import Client
 from ff.script import indexes as indexes_fns
@@ -88,13 +88,23 @@ async def install_hmac_secret(library: FunctionLibrary, config: ServerConfig) ->
 
 async def upgrade_stored_data(client: Client, library: FunctionLibrary,
                               config: ServerConfig) -> None:
-    """Partitions whose id index an older release kept as a SET get the ordered ZSET
-    (one pipelined TYPE over all partitions; usually nothing to do)."""
+    """Data an older release kept differently, brought up to date: an id index kept as
+    a SET becomes the ordered ZSET, and a lane's terminal executions with no outcome
+    counters are counted. One pipelined read decides; usually nothing is to do."""
     n = config.partitions.num_flow_partitions
+    lanes = sorted({*config.lanes, *(text(x) for x in await client.execute("SMEMBERS", LANES))})
     pipe = client.pipeline()
     for p in range(n):
-        pipe.execute_command("TYPE", IndexKeys(p).all_executions)
-    kinds = await pipe.run(raise_on_error=True)
-    for p, kind in enumerate(kinds):
-        if text(kind) == "set":
+        idx = IndexKeys(p)
+        pipe.execute_command("TYPE", idx.all_executions)
+        for lane in lanes:
+            pipe.execute_command("ZCARD", idx.lane(lane, "terminal"))
+            pipe.execute_command("EXISTS", idx.lane(lane, "terminal_counts"))
+    replies = iter(await pipe.run(raise_on_error=True))
+    for p in range(n):
+        if text(next(replies)) == "set":
             await indexes_fns.upgrade_id_index(library, p)
+        for lane in lanes:
+            terminal, counted = next(replies), next(replies)
+            if terminal and not counted:
+                await indexes_fns.upgrade_terminal_counts(library, p, lane)

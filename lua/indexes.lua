@@ -74,3 +74,20 @@ redis.register_function('ff_upgrade_id_index', function(keys, args)
   end
   return ok(fmt(#members))
 end)
+
+-- ff_upgrade_terminal_counts (boot): a lane's per-outcome counters, counted from the
+-- records when its terminal index has members but no counters yet (executions that
+-- ended under a library before release 3).
+--   KEYS[1] ff:idx:{fp:N}:lane:<lane>:terminal
+--   KEYS[2] ff:idx:{fp:N}:lane:<lane>:terminal_counts
+--   Reply   OK(counted_executions) (0: counters present or nothing to count)
+redis.register_function('ff_upgrade_terminal_counts', function(keys, args)
+  if redis.call('EXISTS', keys[2]) == 1 then return ok('0') end
+  local tag = tag_of(keys[1])
+  local members = redis.call('ZRANGE', keys[1], 0, -1)
+  for _, eid in ipairs(members) do
+    local outcome = redis.call('HGET', exec_key(tag, eid, 'core'), 'terminal_outcome')
+    if outcome then redis.call('HINCRBY', keys[2], outcome, 1) end
+  end
+  return ok(fmt(#members))
+end)

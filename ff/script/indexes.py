@@ -30,3 +30,13 @@ async def upgrade_id_index(lib: FunctionLibrary, partition: int) -> int:
     the id-ordered ZSET; returns how many ids moved."""
     reply = await lib.call("ff_upgrade_id_index", (IndexKeys(partition).all_executions,), ())
     return int(reply.first())
+
+
+async def upgrade_terminal_counts(lib: FunctionLibrary, partition: int, lane_id: str) -> int:
+    """Counts a lane's terminal outcomes from the records where an older release left no
+    counters; returns how many executions were counted."""
+    idx = IndexKeys(partition)
+    reply = await lib.call("ff_upgrade_terminal_counts",
+                           (idx.lane(lane_id, "terminal"), idx.lane(lane_id, "terminal_counts")),
+                           ())
+    return int(reply.first())
