@@ -189,13 +189,14 @@ end
 
 -- Waiting for a worker: the only state a claim grant is issued for.
 local function is_claimable(core)
-  return core.lifecycle_phase == 'runnable' and core.eligibility_state == 'eligible_now'
+  return core.lifecycle_phase == facts.CLAIMABLE.phase
+    and core.eligibility_state == facts.CLAIMABLE.eligibility
 end
 
 -- Active but without a live lease: the only state a reclaim is allowed in.
 local function is_reclaimable(core)
-  return core.lifecycle_phase == 'active' and (core.ownership_state == 'lease_expired_reclaimable'
-    or core.ownership_state == 'lease_revoked')
+  return core.lifecycle_phase == 'active'
+    and facts.RECLAIMABLE_OWNERSHIPS[core.ownership_state or ''] == true
 end
 
 -- Policy JSON as stored at create ({} when none).

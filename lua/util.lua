@@ -1,6 +1,6 @@
 -- Shared helpers of the flowfabric library: clock, envelopes, argument parsing, JSON,
--- capability lists and key names. Depends on nothing.
--- @requires
+-- capability lists and key names.
+-- @requires facts
 --
 -- Conventions (docs/decisions.md, "Lua library layout")
 --   * Each file is one area: the loader declares one table per area (`util`, `state`, ...)
@@ -87,12 +87,12 @@ end
 
 -- Capability CSV validation shared by create and grants: returns nil or a reason.
 local function caps_problem(tokens)
-  if #tokens > 256 then return 'too_many_tokens' end
+  if #tokens > facts.CAPS_MAX_TOKENS then return 'too_many_tokens' end
   local bytes = 0
   for _, token in ipairs(tokens) do
     bytes = bytes + #token + 1
   end
-  if bytes - 1 > 4096 then return 'too_many_bytes' end
+  if bytes - 1 > facts.CAPS_MAX_BYTES then return 'too_many_bytes' end
   return nil
 end
 

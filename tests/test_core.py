@@ -97,6 +97,22 @@ def test_lane_validation(lane: str) -> None:
     assert validate_lane("x" * 64) == "x" * 64
 
 
+@pytest.mark.parametrize("raw", [
+    '{"max_reclaim_count": -5}',
+    '{"timeout_policy": {"max_reclaim_count": 1000001}}',
+    '{"retry_policy": {"max_retries": 1e20}}',
+    '{"retry_policy": {"max_retries": -1}}',
+    '{"max_replay_count": -1}',
+    '{"max_signals_per_execution": 99999999999}',
+    '{"stream_policy": {"retention_maxlen": -1}}',
+    '{"stream_policy": {"retention_maxlen": 0}}',
+    '{"retry_policy": {"backoff": {"type": "exponential", "multiplier": 0.5}}}',
+])
+def test_policy_counts_out_of_range_are_rejected(raw: str) -> None:
+    with pytest.raises(ValidationError, match="invalid_policy_json"):
+        decode_policy(raw)
+
+
 def test_policy_rejects_unknown_fields_and_wrong_types() -> None:
     with pytest.raises(ValidationError, match="invalid_policy_json"):
         decode_policy('{"retry_policy": {"max_retries": 1, "bogus": 2}}')

@@ -51,6 +51,8 @@ def test_files_load_after_what_they_require(tmp_path: Path) -> None:
 @pytest.mark.parametrize("files, message", [
     ({"a.lua": "-- @requires\nlocal x = b.f\n", "b.lua": "-- @requires\n"},
      "a.lua uses the `b` area without `-- @requires b`"),
+    ({"a.lua": "-- @requires b\nlocal x = b.typo\n", "b.lua": "-- @requires\nb.f = 1\n"},
+     "a.lua uses b.typo, which b.lua does not set"),
     ({"a.lua": "-- @requires nowhere\n"}, "a.lua requires `nowhere`, which no file defines"),
     ({"a.lua": "-- @requires b\n", "b.lua": "-- @requires a\n"}, "cycle: a -> b -> a"),
     ({"a.lua": "local x = 1\n"}, "a.lua: needs exactly one `-- @requires` line"),

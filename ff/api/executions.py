@@ -160,9 +160,9 @@ class ExecutionsApi(ServerParts):
             return await self._page_by_id(idx, cursor, limit)
         validate_lane(lane)
         wanted = state or PublicState.WAITING
-        indexes = lane_indexes_for(wanted)
-        if not indexes:
+        if wanted not in set(PublicState):
             raise ValidationError("invalid_input", f"unknown state filter: {state!r}")
+        indexes = lane_indexes_for(wanted)
         ids = await self._range_across(
             [idx.lane(lane, name) for name in indexes], offset, limit)
         if ids:

@@ -13,6 +13,11 @@ GRANT_TTL_MIN_MS = 1
 GRANT_TTL_MAX_MS = 60_000
 # Priorities are clamped to 0..PRIORITY_MAX (higher runs first).
 PRIORITY_MAX = 9000
+# Capability lists (required by an execution, offered by a worker): tokens and CSV bytes.
+CAPS_MAX_TOKENS = 256
+CAPS_MAX_BYTES = 4096
+# Largest retry, reclaim, replay or signal count a policy may name.
+POLICY_COUNT_MAX = 1_000_000
 # Replays allowed when the policy names no `max_replay_count`.
 REPLAY_CAP_DEFAULT = 10
 

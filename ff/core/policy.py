@@ -8,13 +8,21 @@ attempt timeout), applying the same defaults to absent fields.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 from ff.core.errors import ValidationError
+from ff.core.limits import (
+    CAPS_MAX_BYTES,
+    CAPS_MAX_TOKENS,
+    POLICY_COUNT_MAX,
+    STREAM_RETENTION_MAXLEN_MAX,
+)
 from ff.core.millis import Millis
 
-CAPS_MAX_TOKENS = 256
-CAPS_MAX_BYTES = 4096
+# Retries, reclaims, replays, signals: whole numbers from 0 to POLICY_COUNT_MAX.
+Count = Annotated[int, msgspec.Meta(ge=0, le=POLICY_COUNT_MAX)]
 
 
 class _Policy(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -28,7 +36,7 @@ class FixedBackoff(_Policy, tag="fixed", tag_field="type"):
 class ExponentialBackoff(_Policy, tag="exponential", tag_field="type"):
     initial_delay_ms: Millis = 1000
     max_delay_ms: Millis = 60000
-    multiplier: float = 2.0
+    multiplier: Annotated[float, msgspec.Meta(ge=1.0, le=1000.0)] = 2.0
     jitter: bool = False
 
 
@@ -36,7 +44,7 @@ Backoff = FixedBackoff | ExponentialBackoff
 
 
 class RetryPolicy(_Policy):
-    max_retries: int = 3
+    max_retries: Count = 3
     backoff: Backoff = msgspec.field(default_factory=ExponentialBackoff)
     retryable_categories: list[str] | None = None
 
@@ -44,7 +52,7 @@ class RetryPolicy(_Policy):
 class TimeoutPolicy(_Policy):
     attempt_timeout_ms: Millis | None = None
     execution_deadline_ms: Millis | None = None
-    max_reclaim_count: int | None = None
+    max_reclaim_count: Count | None = None
 
 
 class SuspensionPolicy(_Policy):
@@ -60,7 +68,7 @@ class RoutingRequirements(_Policy):
 
 class StreamPolicy(_Policy):
     durability_mode: str = "buffered"
-    retention_maxlen: int = 10000
+    retention_maxlen: Annotated[int, msgspec.Meta(ge=1, le=STREAM_RETENTION_MAXLEN_MAX)] = 10000
     retention_ttl_ms: Millis | None = None
 
 
@@ -69,14 +77,14 @@ class ExecutionPolicy(_Policy):
     delay_until: Millis | None = None
     retry_policy: RetryPolicy | None = None
     timeout_policy: TimeoutPolicy | None = None
-    max_reclaim_count: int | None = None
+    max_reclaim_count: Count | None = None
     suspension_policy: SuspensionPolicy | None = None
-    max_replay_count: int | None = None
+    max_replay_count: Count | None = None
     budget_ids: list[str] | None = None
     routing_requirements: RoutingRequirements | None = None
     dedup_window_ms: Millis | None = None
     stream_policy: StreamPolicy | None = None
-    max_signals_per_execution: int | None = None
+    max_signals_per_execution: Count | None = None
 
     def required_capabilities(self) -> list[str]:
         routing = self.routing_requirements

@@ -124,7 +124,7 @@ def public_state_of(
     phase: str, eligibility: str, outcome: str = TerminalOutcome.NONE
 ) -> PublicState:
     """The user-facing state. Route, lane and operator blocks read `waiting`;
-    budget and quota blocks read `rate_limited` (lua/util.lua applies the same rule)."""
+    budget and quota blocks read `rate_limited` (Lua reads this rule as a generated table)."""
     if phase == LifecyclePhase.TERMINAL:
         return PUBLIC_BY_OUTCOME.get(TerminalOutcome(outcome), PublicState.FAILED)
     if phase == LifecyclePhase.RUNNABLE:
@@ -195,6 +195,12 @@ def _public_state_by_live_index() -> dict[str, PublicState]:
 
 
 PUBLIC_STATE_BY_LIVE_INDEX = _public_state_by_live_index()
+
+# Where a claim may start: a grant or fresh claim needs an execution runnable and eligible
+# now; a reclaim needs it active with its lease lost in one of these ways.
+CLAIMABLE_PHASE, CLAIMABLE_ELIGIBILITY = LifecyclePhase.RUNNABLE, EligibilityState.ELIGIBLE_NOW
+RECLAIMABLE_OWNERSHIPS = frozenset(
+    {OwnershipState.LEASE_EXPIRED_RECLAIMABLE, OwnershipState.LEASE_REVOKED})
 
 # Admission blocks: blocking reason -> the eligibility state it sets.
 BLOCKS = {

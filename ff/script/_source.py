@@ -4,9 +4,9 @@ Each file in `lua/` is one area. Its header names the areas it uses (`-- @requir
 the assembler declares one table per area at the top of the chunk, wraps each file in a
 do-block (so its helpers stay private and do not count against Lua's cap of 200 locals
 per function), orders the files by their requirements, and refuses a layout where a file
-uses an area it does not require, requires one that does not exist, or takes part in a
-cycle. The `facts` area is generated here from `ff.core` (states and limits), so the Lua
-tables that encode the state model cannot drift from it.
+uses an area it does not require, takes a name an area does not set, requires one that
+does not exist, or takes part in a cycle. The `facts` area is generated here from `ff.core`
+(states and limits), so the Lua tables that encode the state model cannot drift from it.
 """
 
 from __future__ import annotations
@@ -93,6 +93,11 @@ def facts() -> dict[str, object]:
                           "index": states.LANE_INDEX_BY_ELIGIBILITY[eligibility]}
             for reason, eligibility in states.BLOCKS.items()
         },
+        "CLAIMABLE": {"phase": str(states.CLAIMABLE_PHASE),
+                      "eligibility": str(states.CLAIMABLE_ELIGIBILITY)},
+        "RECLAIMABLE_OWNERSHIPS": {str(o): True for o in sorted(states.RECLAIMABLE_OWNERSHIPS)},
+        "CAPS_MAX_TOKENS": limits.CAPS_MAX_TOKENS,
+        "CAPS_MAX_BYTES": limits.CAPS_MAX_BYTES,
         "RECLAIM_CAP_DEFAULT": limits.RECLAIM_CAP_DEFAULT,
         "GRANT_TTL_MIN_MS": limits.GRANT_TTL_MIN_MS,
         "GRANT_TTL_MAX_MS": limits.GRANT_TTL_MAX_MS,
@@ -138,12 +143,26 @@ def strip_lua(text: str) -> str:
     return "".join(out)
 
 
-def _check_uses(area: Area, names: set[str]) -> None:
+def _fields_used(code: str, area: str) -> set[str]:
+    """The names read or written as `area.<name>` in `code`."""
+    return set(re.findall(rf"(?<![\w.]){area}\.([A-Za-z_]\w*)", code))
+
+
+def _check_uses(area: Area, exports: dict[str, set[str]]) -> None:
+    """Every area the file uses is required, and every name it takes from one is a name
+    that area's own file sets (a typo is a load-time error, not a nil call later)."""
     code = strip_lua(area.text)
-    for other in sorted(names - {area.name}):
-        if re.search(rf"(?<![\w.]){other}\.", code) and other not in area.requires:
+    for other in sorted(set(exports) - {area.name}):
+        used = _fields_used(code, other)
+        if not used:
+            continue
+        if other not in area.requires:
             raise LibraryLayoutError(
                 f"{area.name}.lua uses the `{other}` area without `-- @requires {other}`")
+        unknown = sorted(used - exports[other])
+        if unknown:
+            raise LibraryLayoutError(
+                f"{area.name}.lua uses {other}.{unknown[0]}, which {other}.lua does not set")
 
 
 def _ordered(areas: dict[str, Area]) -> list[Area]:
@@ -178,8 +197,9 @@ def load_areas(lua_dir: Path = LUA_DIR) -> list[Area]:
     areas = {area.name: area for area in found}
     if len(areas) != len(found):
         raise LibraryLayoutError("two areas share a name")
+    exports = {area.name: _fields_used(strip_lua(area.text), area.name) for area in found}
     for area in found:
-        _check_uses(area, set(areas))
+        _check_uses(area, exports)
     return _ordered(areas)
 
 

@@ -39,6 +39,7 @@ from ff.core.keys import CONFIG_PARTITIONS
 from ff.core.partitions import PartitionConfig
 from ff.core.policy import capabilities_csv
 from ff.embedded import URL_FILE
+from ff.log_summary import LogSummary
 from ff.resp import Client
 from ff.resp import errors as resp_errors
 from ff.scheduler import Scheduler, new_worker_instance_id
@@ -153,6 +154,7 @@ class Worker:
         self._wait_scopes: set[trio.CancelScope] = set()
         self._tasks: set[ClaimedTask] = set()
         self._counts = TaskCounts()
+        self._failure_log = LogSummary(log, interval=summary_interval_s or 10.0)
         self._lane_cursor = 0
 
     @classmethod
@@ -500,14 +502,14 @@ class Worker:
     async def _dispatch(self, task: ClaimedTask) -> str:
         handler = self.handlers.get(task.kind)
         if handler is None:
-            return "failed:" + await task.fail(
-                f'runtime: no handler registered for execution_kind "{task.kind}"',
+            return await self._fail(
+                task, f'runtime: no handler registered for execution_kind "{task.kind}"',
                 "runtime_no_handler")
         try:
             payload = decode_payload(task)
         except ValueError as exc:
-            return "failed:" + await task.fail(f"extractor: payload decode failed: {exc}",
-                                               "extractor_payload_decode")
+            return await self._fail(task, f"extractor: payload decode failed: {exc}",
+                                    "extractor_payload_decode")
         error: Exception | None = None
         value: Any = None
         try:
@@ -520,12 +522,23 @@ class Worker:
         if task.ended:
             return task.outcome or "ended"
         if error is not None:
-            return "failed:" + await task.fail(describe(error), "handler_error")
+            return await self._fail(task, describe(error), "handler_error",
+                                    type(error).__name__)
         try:
             await task.complete(value)
         except (TypeError, FFError) as exc:  # not encodable, or refused (too large)
-            return "failed:" + await task.fail(f"result rejected: {exc}", "handler_error")
+            return await self._fail(task, f"result rejected: {exc}", "handler_error",
+                                    "result_rejected")
         return "completed"
+
+    async def _fail(self, task: ClaimedTask, reason: str, category: str,
+                    cause: str = "") -> str:
+        """Fails the attempt and logs why at warning, summarised per kind and cause so a
+        handler failing on every task writes one line per interval, not one per task."""
+        self._failure_log.log(logging.WARNING, (task.kind, category, cause),
+                              "task failed: %s (kind %s, category %s)", reason[:500],
+                              task.kind, category)
+        return "failed:" + await task.fail(reason, category)
 
 
 def decode_payload(task: ClaimedTask) -> Any:

@@ -33,8 +33,8 @@ FF = Path(sys.executable).with_name("ff")  # the console script of the environme
 
 
 def ff_command(*argv: str) -> list[str]:
-    if not FF.is_file():
-        pytest.skip(f"no `ff` console script beside {sys.executable}")
+    """The installed `ff` console script (tools/setup.sh installs it into the venv)."""
+    assert FF.is_file(), f"no `ff` console script beside {sys.executable}"
     return [str(FF), *argv]
 
 

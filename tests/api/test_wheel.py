@@ -4,6 +4,7 @@ function library must ship inside the package for that to work."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,9 +28,12 @@ def _run(*argv: str | Path, cwd: Path) -> None:
 
 
 async def test_a_wheel_in_a_fresh_virtualenv_serves(tmp_path: Path) -> None:
-    wheels, venv = tmp_path / "wheels", tmp_path / "venv"
+    wheels, venv, source = tmp_path / "wheels", tmp_path / "venv", tmp_path / "source"
+    # Built from a copy: a build leaves build/ and *.egg-info beside the sources.
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".ff", "build", "*.egg-info", "__pycache__", ".mypy_cache"))
     await trio.to_thread.run_sync(lambda: _run(
-        sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, ROOT,
+        sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, source,
         cwd=tmp_path))
     [wheel] = wheels.glob("flowfabric-*.whl")
     await trio.to_thread.run_sync(lambda: _run(sys.executable, "-m", "venv", venv, cwd=tmp_path))

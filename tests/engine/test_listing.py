@@ -49,6 +49,7 @@ async def test_state_filter_finds_blocked_executions_in_every_index(server: Serv
     assert await listed("waiting") == {operator, routed}
     assert await listed("rate_limited") == {quota, budget}
     assert await listed("active") == {eligible}
+    assert await listed("resumable") == set()  # a public state no index holds
 
 
 async def test_offset_counts_across_the_indexes_of_a_state(server: Server) -> None:

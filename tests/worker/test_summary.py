@@ -61,8 +61,11 @@ async def test_a_busy_worker_logs_summaries_not_tasks(
                 await trio.sleep(0.05)
     per_task = [r for r in caplog.records if r.name.startswith("ff.worker")
                 and r.getMessage() not in ("worker summary", "worker connected",
-                                           "worker disconnected")]
+                                           "worker disconnected")
+                and not r.getMessage().startswith("task failed")]
     assert per_task == []
+    failures = [r for r in caplog.records if r.getMessage().startswith("task failed")]
+    assert 1 <= len(failures) <= 5 and all(r.levelno == logging.WARNING for r in failures)
     lines = summaries(caplog)
     assert sum(s["failed"] for s in lines) == 5
     assert all(s["levelno"] == logging.INFO and s["rate"] > 0 for s in lines)
@@ -86,3 +89,22 @@ async def test_per_task_lines_are_debug(
     finished = [r for r in caplog.records if r.getMessage() == "task finished"]
     assert [(r.levelno, vars(r)["outcome"]) for r in finished] == [(logging.DEBUG, "completed")]
     assert summaries(caplog) == []
+
+
+async def test_handler_failures_are_logged_once_per_interval(
+        server: Server, server_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="ff")
+    worker = make_worker(server_url, max_concurrent=8)
+
+    @worker.handler("broken")
+    async def broken(task: ClaimedTask, payload: object) -> None:
+        raise RuntimeError("always")
+
+    eids = [await submit(server, "broken") for _ in range(30)]
+    async with running(worker):
+        for eid in eids:
+            await wait_for_state(server, eid, "failed")
+    failures = [r for r in caplog.records if r.getMessage().startswith("task failed")]
+    assert len(failures) == 1
+    assert "RuntimeError: always" in failures[0].getMessage()
+    assert "handler_error" in failures[0].getMessage()
