@@ -3,7 +3,7 @@
 Shapes follow FlowFabric exactly (an operator who knows it recognises every key), with one
 difference: the worker registry and the lane registry carry a hash tag too, so that every
 key works on a cluster. lua/util.lua derives the same per-execution names from the tag;
-the two must stay in step (tests/test_keys.py checks both).
+the two must stay in step (tests/engine/test_keys_written.py checks what Lua writes).
 """
 
 from __future__ import annotations
