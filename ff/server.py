@@ -35,7 +35,7 @@ from ff.resp import Client
 log = logging.getLogger("ff.server")
 
 
-class Server(ExecutionsApi, SchedulingApi, WaitpointsApi, FlowsApi, BudgetsApi, StreamsApi):
+class Server(FlowsApi, ExecutionsApi, SchedulingApi, WaitpointsApi, BudgetsApi, StreamsApi):
     """The engine's public API. Build it with `Server.running(config)`."""
 
     def __init__(self, config: ServerConfig, client: Client) -> None:
@@ -68,10 +68,15 @@ class Server(ExecutionsApi, SchedulingApi, WaitpointsApi, FlowsApi, BudgetsApi, 
                 server._engine_scope = nursery.cancel_scope
                 if settings.scanners_enabled:
                     await nursery.start(server.engine.run)
-                try:
-                    yield server
-                finally:
-                    await server.shutdown()
+                if settings.completion_listener:
+                    await nursery.start(server.engine.completions.run)
+                async with trio.open_nursery() as dispatch:
+                    server.dispatch_nursery = dispatch
+                    try:
+                        yield server
+                    finally:
+                        await server.drain_dispatch()
+                        await server.shutdown()
 
     async def start(self) -> None:
         """The boot sequence; order matters (the version gate before any write)."""

@@ -120,11 +120,12 @@ _FAMILIES: dict[type[FFError], tuple[str, ...]] = {
         "invalid_offset", "invalid_kid", "invalid_secret_hex", "invalid_grace_ms",
         "invalid_frame_type", "invalid_blocking_reason", "invalid_dependency",
         "signal_limit_exceeded", "invalid_waitpoint_key", "unauthorized",
+        "execution_not_in_flow",
     ),
     ConflictError: (
         "active_attempt_exists", "grant_already_exists", "execution_already_in_flow",
         "dependency_already_exists", "cycle_detected", "self_referencing_edge",
-        "waitpoint_already_exists", "rotation_conflict",
+        "waitpoint_already_exists", "rotation_conflict", "edge_group_policy_already_fixed",
     ),
     ContentionError: (
         "lease_conflict", "stale_lease", "invalid_claim_grant", "claim_grant_expired",

@@ -97,6 +97,8 @@ def facts() -> dict[str, object]:
         "GRANT_TTL_MIN_MS": limits.GRANT_TTL_MIN_MS,
         "GRANT_TTL_MAX_MS": limits.GRANT_TTL_MAX_MS,
         "PRIORITY_MAX": limits.PRIORITY_MAX,
+        "CYCLE_CHECK_MAX_NODES": limits.CYCLE_CHECK_MAX_NODES,
+        "RESOLVE_MAX_EDGES": limits.RESOLVE_MAX_EDGES,
     }
 
 

@@ -77,9 +77,13 @@ def _as_pairs(value: object) -> dict[str, str]:
     return {text(flat[i]): text(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
 
 
+def _as_texts(value: object) -> list[str]:
+    return [text(v) for v in value] if isinstance(value, list) else []
+
+
 _CONVERTERS: dict[Any, Callable[[object], Any]] = {
     str: text, int: _as_int, bytes: _as_bytes, int | None: _as_optional_int,
-    str | None: _as_optional_text, dict[str, str]: _as_pairs,
+    str | None: _as_optional_text, dict[str, str]: _as_pairs, list[str]: _as_texts,
 }
 
 S = TypeVar("S", bound=msgspec.Struct)
