@@ -1,5 +1,5 @@
 """The ff REST API: every route the Server offers, one thin handler each, one module
-per area (`executions`, `workers`, `health`; a new area adds its module to `AREAS`).
+per area (`executions`, `flows`, `workers`, `health`; a new area adds its module to `AREAS`).
 
     app = build_app(server)                # router + token + CORS from server.config
     port = await nursery.start(serve_http, app, "0.0.0.0", 9090)
@@ -23,7 +23,7 @@ from ff.http._router import Router
 from ff.http.openapi import openapi_handler
 from ff.server import Server
 
-from . import executions, health, workers
+from . import executions, flows, health, workers
 from ._common import EXECUTIONS_CLAIMED, EXECUTIONS_COMPLETED, EXECUTIONS_CREATED, route_adder
 
 __all__ = [
@@ -34,7 +34,7 @@ __all__ = [
     "build_router",
 ]
 
-AREAS = (executions, workers, health)
+AREAS = (executions, flows, workers, health)
 
 
 def build_router(server: Server, *, bearer_auth: bool = False) -> Router:
