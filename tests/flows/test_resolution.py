@@ -176,3 +176,24 @@ async def test_a_running_child_is_skipped_and_its_lease_released(server: Server)
     await execution_fns.cancel_execution(server.library, dag.ids["a"], reason="x",
                                          source="operator_override")
     await dag.wait_for("b", "skipped")
+
+
+async def test_flow_transitions_match_the_state_table(server: Server) -> None:
+    from tests.engine.test_lifecycle import assert_matches_transition
+    dag = await Dag.create(server)
+    for name in ("a", "b", "c"):
+        await dag.node(name)
+    await dag.node("held", hold=True)
+    await assert_matches_transition(server, dag.ids["held"], "ff_add_execution_to_flow")
+    await dag.edge("a", "b")
+    await dag.edge("b", "c")
+    await assert_matches_transition(server, dag.ids["b"], "ff_apply_dependency_to_child")
+    await dag.run("a", fail=True)
+    await dag.wait_for("c", "skipped")
+    await assert_matches_transition(server, dag.ids["b"], "ff_resolve_dependency")
+    await server.replay_execution(dag.ids["a"])
+    await dag.run("a")
+    await server.replay_execution(dag.ids["b"])
+    await assert_matches_transition(server, dag.ids["b"], "ff_resolve_dependency")
+    assert await server.replay_execution(dag.ids["c"]) == "waiting_children"
+    await assert_matches_transition(server, dag.ids["c"], "ff_replay_execution")
