@@ -79,12 +79,13 @@ async def test_bad_edges_and_policies_are_refused_without_writes(server: Server)
 
 async def test_members_must_live_on_the_flow_partition(server: Server) -> None:
     dag = await Dag.create(server)
-    created = await server.create_execution(CreateExecutionArgs(execution_kind="solo"))
-    if ExecutionId(created.execution_id).tag == ExecutionId(await dag.node("x")).tag:
-        pytest.skip("the solo execution happens to share the flow's partition")
+    flow_tag = ExecutionId.parse(await dag.node("x")).tag
+    partitions = server.partition_config.num_flow_partitions
+    other = ExecutionId.mint((int(flow_tag[4:-1]) + 1) % partitions)
+    await server.create_execution(CreateExecutionArgs(execution_kind="solo", execution_id=other))
     with pytest.raises(ValidationError, match="partition"):
         await server.add_execution_to_flow(dag.flow_id, AddExecutionToFlowArgs(
-            execution_id=created.execution_id))
+            execution_id=other))
 
 
 async def test_adding_twice_and_creating_twice_are_idempotent(server: Server) -> None:
