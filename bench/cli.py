@@ -32,7 +32,7 @@ from bench.harness import (
     utc_now,
 )
 
-SCENARIOS = ("scenario1",)
+SCENARIOS = ("scenario1", "scenario4", "scenario6")
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
 
 
@@ -47,7 +47,16 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("scenario", nargs="?", default="scenario1", choices=SCENARIOS)
+    parser.add_argument("scenario", nargs="?", default="scenario1", choices=SCENARIOS,
+                        help="scenario1: submit -> claim -> complete; scenario4: linear "
+                             "10-node flows; scenario6: quorum cancel fan-out")
+    parser.add_argument("--flows", type=int, default=100,
+                        help="scenario4: concurrent 10-node flows (default 100)")
+    parser.add_argument("--fanout", type=lambda v: [int(x) for x in v.split(",")],
+                        default=[10, 100, 1000],
+                        help="scenario6: sibling counts, comma-separated (default 10,100,1000)")
+    parser.add_argument("--samples", type=int, default=10,
+                        help="scenario6: samples per sibling count (default 10)")
     parser.add_argument("-n", "--tasks", type=int, default=10_000, dest="n",
                         help="executions per measurement (default 10000)")
     parser.add_argument("-w", "--workers", type=int, default=16,
@@ -103,6 +112,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def run_bench_command(args: argparse.Namespace) -> int:
     """Runs `ff bench` as parsed; prints the summary, returns the exit code (0 when every
     system that ran was verified, 1 otherwise, 2 on a usage error)."""
+    if args.scenario != "scenario1":
+        from bench.flows import run_flow_bench
+        return run_flow_bench(args)
     if min(args.n, args.workers, args.runs, args.concurrency, args.worker_concurrency) < 1:
         print("ff bench: --tasks, --workers, --runs, --concurrency and --worker-concurrency "
               "must be >= 1",

@@ -44,13 +44,13 @@ local function bump_revision(core_key, field, now)
 end
 
 -- Move a runnable child out of its lane index into blocked:dependencies.
-local function block_child(ctx, detail, now)
+local function block_child(ctx, detail, now, extra)
   local current = lane_index_of(ctx.core)
   if current and current ~= 'blocked:dependencies' then
     redis.call('ZREM', lane_key(ctx.tag, ctx.lane, current), ctx.eid)
   end
   write_state(ctx, {eligibility_state = 'blocked_by_dependencies',
-    blocking_reason = 'waiting_for_children', blocking_detail = detail}, now, nil)
+    blocking_reason = 'waiting_for_children', blocking_detail = detail}, now, extra)
   redis.call('ZADD', lane_key(ctx.tag, ctx.lane, 'blocked:dependencies'),
     ctx.core.created_at or fmt(now), ctx.eid)
 end
@@ -239,8 +239,9 @@ end)
 --   KEYS[2] exec core (same {fp:N}: minted for the flow)
 --   ARGV[1] flow_id
 --   ARGV[2] execution_id
---   ARGV[3] hold ("1": a waiting member is held in waiting_children until an applied
---           edge releases it, so it cannot run before its edges exist)
+--   ARGV[3] hold ("1": a member that has not started is held in waiting_children until
+--           an applied edge releases it, so it cannot run before its edges exist; a
+--           delay it had is dropped)
 --   Reply   OK(execution_id, node_count) | ALREADY_SATISFIED(execution_id, node_count)
 --   Errors  invalid_input (partition mismatch), flow_not_found, flow_already_terminal,
 --           execution_not_found, execution_already_in_flow(other flow_id)
@@ -270,7 +271,7 @@ redis.register_function('ff_add_execution_to_flow', function(keys, args)
   if args[3] == '1' and ctx.core.lifecycle_phase == 'runnable'
       and ctx.core.attempt_state == 'pending_first_attempt' then
     redis.call('HSET', ctx.k('deps:meta'), 'held', '1')
-    block_child(ctx, 'held until its edges are applied', now)
+    block_child(ctx, 'held until its edges are applied', now, {'delay_until', ''})
   end
   return ok(eid, redis.call('HGET', keys[1], 'node_count'))
 end)

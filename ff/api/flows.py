@@ -45,6 +45,7 @@ from ff.core.flow_records import (
 )
 from ff.core.ids import ExecutionId, new_uuid, parse_uuid
 from ff.core.keys import ExecKeys, FlowKeys
+from ff.core.millis import MAX_MILLIS
 from ff.core.partitions import flow_tag
 from ff.engine.flows import cancel_flow_members, settle
 from ff.script import execution as execution_fns
@@ -101,6 +102,8 @@ class FlowsApi(ExecutionsApi):
             spec = args.execution
             eid = self._member_id(keys, spec.execution_id) if spec.execution_id else (
                 ExecutionId.for_flow(keys.flow_id, self._config.partitions))
+            if args.hold:  # not claimable between its creation and the hold
+                spec = msgspec.structs.replace(spec, delay_until=MAX_MILLIS)
             created = await self.create_execution(msgspec.structs.replace(
                 spec, execution_id=eid, partition_id=eid.partition))
         else:
