@@ -8,12 +8,13 @@ Valkey list (a worker pops a node, marks it done and pushes the next).
 
 scenario6: quorum cancel fan-out: a flow of n upstreams and one downstream joined any_of
 with cancel_remaining; timed from the completion of upstream 0 until every other upstream
-is cancelled (the lane's terminal index holds all n). Baseline: a PUBLISH heard by a subscriber that then marks n hashes cancelled
-(pipelined HSET).
+is cancelled (the lane's terminal index holds all n). Baseline: a PUBLISH heard by a
+subscriber that then marks n hashes cancelled (pipelined HSET).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import platform
 import statistics
@@ -57,7 +58,7 @@ def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 FLOW_PARTITIONS = 256
@@ -112,7 +113,7 @@ async def scenario4_ff(url: str, flows: int, workers: int, procs: int) -> dict[s
                     t0 = time.perf_counter()
                     flow = Flow("bench.flow_dag")
                     nodes = [flow.node(KIND) for _ in range(CHAIN)]
-                    for a, b in zip(nodes, nodes[1:], strict=False):
+                    for a, b in itertools.pairwise(nodes):
                         a >> b
                     submitted = await flow.submit(api)
                     setup.append(time.perf_counter() - t0)
@@ -135,7 +136,7 @@ async def scenario4_ff(url: str, flows: int, workers: int, procs: int) -> dict[s
             for eid in ids:
                 pipe.execute_command("HMGET", ExecKeys(eid).core, "started_at", "completed_at")
             times = [(int(s), int(c)) for s, c in await pipe.run(raise_on_error=True)]
-            stages += [float(b[0] - a[1]) for a, b in zip(times, times[1:], strict=False)]
+            stages += [float(b[0] - a[1]) for a, b in itertools.pairwise(times)]
         nursery.cancel_scope.cancel()
     return {"system": "ff", "flows": flows, "wall_s": wall, "flows_per_s": flows / wall,
             "setup_p50_ms": pct(setup, 50) * 1000, "stage_latency_p50_ms": pct(stages, 50),
@@ -241,7 +242,8 @@ async def scenario6_baseline(url: str, n: int, samples: int) -> dict[str, Any]:
             async with client.subscribe("bench:s6") as subscription, trio.open_nursery() as ns:
                 finished = trio.Event()
 
-                async def listener(sub: Any = subscription) -> None:
+                async def listener(sub: Any = subscription, keys: list[str] = keys,
+                                   finished: trio.Event = finished) -> None:
                     async for _channel, _message in sub:
                         pipe = client.pipeline()
                         for key in keys[1:]:
