@@ -285,6 +285,11 @@ async def test_health_metrics_and_openapi(api: Api, client: ApiClient) -> None:
         ("POST", "/v1/executions/{id}/revoke-lease"), ("POST", "/v1/executions/{id}/reclaim"),
         ("POST", "/v1/workers/{worker_id}/claim"), ("GET", "/healthz"), ("GET", "/metrics"),
         ("GET", "/v1/openapi.json"),
+        ("POST", "/v1/flows"), ("GET", "/v1/flows/{id}"), ("GET", "/v1/flows/{id}/members"),
+        ("POST", "/v1/flows/{id}/members"),
+        ("PUT", "/v1/flows/{id}/members/{execution_id}/edge-group"),
+        ("POST", "/v1/flows/{id}/edges"), ("POST", "/v1/flows/{id}/edges/apply"),
+        ("POST", "/v1/flows/{id}/cancel"),
     }
     assert "security" not in document
 
