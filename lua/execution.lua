@@ -270,6 +270,25 @@ redis.register_function('ff_fail_execution', function(keys, args)
   return ok('retry_scheduled', fmt(due))
 end)
 
+-- Cancels a live execution (the caller has checked it may): ends its attempt, closes
+-- its stream and suspension, and finishes it as cancelled.
+local function cancel(ctx, reason, source, now)
+  local core = ctx.core
+  local phase = core.lifecycle_phase
+  if phase == 'active' or phase == 'suspended' then
+    end_attempt(ctx, 'ended_cancelled', now, {'failure_reason', 'cancelled: ' .. reason})
+    close_stream(ctx, core.current_attempt_index, 'attempt_cancelled', now)
+  end
+  if phase == 'active' then history(ctx, 'released', 'cancelled') end
+  if phase == 'suspended' and is_set(core.current_suspension_id) then
+    redis.call('HSET', ctx.k('suspension:current'), 'closed_at', fmt(now),
+      'close_reason', 'cancelled')
+  end
+  finish(ctx, 'cancelled', now, {'cancellation_reason', reason,
+    'cancelled_by', source ~= '' and source or ctx.eid, 'current_suspension_id', '',
+    'current_waitpoint_id', ''})
+end
+
 -- ff_cancel_execution
 --   KEYS[1] exec core
 --   ARGV[1] execution_id
@@ -299,19 +318,7 @@ redis.register_function('ff_cancel_execution', function(keys, args)
       return err('stale_lease')
     end
   end
-  local now = now_ms()
-  if phase == 'active' or phase == 'suspended' then
-    end_attempt(ctx, 'ended_cancelled', now, {'failure_reason', 'cancelled: ' .. reason})
-    close_stream(ctx, core.current_attempt_index, 'attempt_cancelled', now)
-  end
-  if phase == 'active' then history(ctx, 'released', 'cancelled') end
-  if phase == 'suspended' and is_set(core.current_suspension_id) then
-    redis.call('HSET', ctx.k('suspension:current'), 'closed_at', fmt(now),
-      'close_reason', 'cancelled')
-  end
-  finish(ctx, 'cancelled', now, {'cancellation_reason', reason,
-    'cancelled_by', source ~= '' and source or ctx.eid, 'current_suspension_id', '',
-    'current_waitpoint_id', ''})
+  cancel(ctx, reason, source, now_ms())
   return ok('cancelled', phase)
 end)
 
@@ -516,3 +523,5 @@ redis.register_function('ff_purge_execution', function(keys, args)
   redis.call('ZREM', idx_key(tag, 'all_executions'), eid)
   return ok('purged', fmt(deleted))
 end)
+
+execution.cancel = cancel

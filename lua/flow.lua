@@ -588,21 +588,6 @@ redis.register_function('ff_ack_cancel_member', function(keys, args)
   return ok(fmt(remaining))
 end)
 
--- ff_drain_sibling_cancel_group: the dispatcher cancelled the listed siblings.
---   KEYS[1] ff:idx:{fp:N}:pending_cancel_groups
---   KEYS[2] edgegroup of the downstream
---   ARGV[1] flow_id
---   ARGV[2] downstream_execution_id
---   Reply   OK('drained' | 'already_drained' | 'drained_sans_group')
---   Errors  invalid_args
-redis.register_function('ff_drain_sibling_cancel_group', function(keys, args)
-  if not is_set(args[1]) or not is_set(args[2]) then return err('invalid_args') end
-  local removed = redis.call('SREM', keys[1], args[1] .. '|' .. args[2])
-  if redis.call('EXISTS', keys[2]) == 0 then return ok('drained_sans_group') end
-  redis.call('HDEL', keys[2], 'cancel_siblings_pending_flag', 'cancel_siblings_pending_members')
-  return ok(removed == 1 and 'drained' or 'already_drained')
-end)
-
 -- ff_reconcile_sibling_cancel_group (edge_cancel_reconciler)
 --   KEYS[1] ff:idx:{fp:N}:pending_cancel_groups
 --   KEYS[2] edgegroup of the downstream

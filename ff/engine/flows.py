@@ -4,9 +4,8 @@ any_of/quorum group) and the scanners that are the safety net behind them.
 
 - dependency_reconciler: `lane:<lane>:blocked:dependencies` -> ff_resolve_dependency
 - flow_projector: `flow_index` -> writes `ff:flow:{fp:N}:<flow>:summary`
-- cancel_reconciler: `cancel_backlog` (due) -> ff_cancel_execution, ff_ack_cancel_member
-- edge_cancel_dispatcher: `pending_cancel_groups` -> ff_cancel_execution,
-  ff_drain_sibling_cancel_group
+- cancel_reconciler: `cancel_backlog` (due) -> ff_cancel_flow_members
+- edge_cancel_dispatcher: `pending_cancel_groups` -> ff_cancel_sibling_group
 - edge_cancel_reconciler: `pending_cancel_groups` -> ff_reconcile_sibling_cancel_group
 
 Every action is idempotent, so the listener, the scanners and other server replicas may
@@ -35,8 +34,8 @@ from ff.script.library import FunctionLibrary, text
 
 log = logging.getLogger("ff.engine.flows")
 
-MEMBER_CANCEL_CONCURRENCY = 16
-SIBLING_CANCEL_CONCURRENCY = 128
+MEMBER_BATCH = 100
+MEMBER_BATCHES_IN_FLIGHT = 4
 LISTENER_CONCURRENCY = 64
 BATCH = 50
 RECONCILE_MEMBERS = 500
@@ -60,54 +59,54 @@ async def _cancel_one(library: FunctionLibrary, eid: str, reason: str) -> None:
                                              source="operator_override")
 
 
-async def cancel_flow_members(library: FunctionLibrary, keys: FlowKeys,
-                              members: Iterable[str], reason: str,
-                              concurrency: int = MEMBER_CANCEL_CONCURRENCY) -> list[str]:
-    """Cancels members owed a cancel, acking each in the flow's backlog; returns the ids
-    that could not be cancelled (they stay in the backlog for the reconciler)."""
-    failed: list[str] = []
-    limiter = trio.CapacityLimiter(concurrency)
+async def _cancel_one_by_one(library: FunctionLibrary, keys: FlowKeys, members: list[str],
+                             reason: str) -> list[str]:
+    """Member by member (after a batch failed): returns the ids that failed."""
+    failed = []
+    for eid in members:
+        try:
+            await _cancel_one(library, eid, reason)
+            await flow_fns.ack_cancel_member(library, keys, eid)
+        except Exception as exc:
+            if not survivable(exc):
+                raise
+            log.warning("cancel of flow member %s failed: %s", eid, exc)
+            failed.append(eid)
+    return failed
 
-    async def one(eid: str) -> None:
+
+async def cancel_flow_members(library: FunctionLibrary, keys: FlowKeys,
+                              members: Iterable[str], reason: str) -> list[str]:
+    """Cancels members owed a cancel in batches of MEMBER_BATCH (one atomic call each,
+    which also acks them in the flow's backlog), MEMBER_BATCHES_IN_FLIGHT at a time; a
+    batch that fails is retried member by member. Returns the ids that could not be
+    cancelled (they stay in the backlog for the cancel_reconciler)."""
+    failed: list[str] = []
+    limiter = trio.CapacityLimiter(MEMBER_BATCHES_IN_FLIGHT)
+    ordered = list(members)
+
+    async def batch(chunk: list[str]) -> None:
         async with limiter:
             try:
-                await _cancel_one(library, eid, reason)
-                await flow_fns.ack_cancel_member(library, keys, eid)
+                await flow_fns.cancel_flow_members(library, keys, reason, chunk)
             except Exception as exc:
                 if not survivable(exc):
                     raise
-                log.warning("cancel of flow member %s failed: %s", eid, exc)
-                failed.append(eid)
+                failed.extend(await _cancel_one_by_one(library, keys, chunk, reason))
 
     async with trio.open_nursery() as nursery:
-        for eid in members:
-            nursery.start_soon(one, eid)
+        for start in range(0, len(ordered), MEMBER_BATCH):
+            nursery.start_soon(batch, ordered[start:start + MEMBER_BATCH])
     return failed
 
 
 async def cancel_siblings(library: FunctionLibrary, keys: FlowKeys, downstream: str) -> int:
-    """Cancels the losing upstream siblings of a fired cancel_remaining group, then
-    drains the group. A failure leaves it for the edge_cancel_dispatcher."""
-    flag, reason, listed = await library.client.execute(
-        "HMGET", keys.edge_group(downstream), "cancel_siblings_pending_flag",
-        "cancel_siblings_reason", "cancel_siblings_pending_members")
-    if text(flag) != "true":
-        await flow_fns.drain_sibling_cancel_group(library, keys, downstream)
-        return 0
-    siblings = [s for s in text(listed).split("|") if s]
-    why = text(reason) or "sibling_quorum_satisfied"
-    limiter = trio.CapacityLimiter(SIBLING_CANCEL_CONCURRENCY)
-
-    async def one(eid: str) -> None:
-        async with limiter:
-            await _cancel_one(library, eid, why)
-
-    async with trio.open_nursery() as nursery:
-        for eid in siblings:
-            nursery.start_soon(one, eid)
-    await flow_fns.drain_sibling_cancel_group(library, keys, downstream)
-    SIBLING_CANCELS.labels(reason=why).inc(len(siblings))
-    return len(siblings)
+    """Cancels the losing upstream siblings of a fired cancel_remaining group and drains
+    the group, in one call. A failure leaves it for the edge_cancel_dispatcher."""
+    done = await flow_fns.cancel_sibling_group(library, keys, downstream)
+    if done.cancelled:
+        SIBLING_CANCELS.labels(reason=done.reason).inc(done.cancelled)
+    return done.cancelled
 
 
 async def settle(library: FunctionLibrary, flow_id: str, member: str,

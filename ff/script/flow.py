@@ -44,6 +44,16 @@ class FlowCancelled(msgspec.Struct, frozen=True):
     targets: list[str]
 
 
+class BatchCancelled(msgspec.Struct, frozen=True):
+    cancelled: int
+    still_owed: int
+
+
+class SiblingsCancelled(msgspec.Struct, frozen=True):
+    cancelled: int
+    reason: str
+
+
 class GroupAction(msgspec.Struct, frozen=True):
     action: str
     detail: str = ""
@@ -119,13 +129,23 @@ async def ack_cancel_member(lib: FunctionLibrary, keys: FlowKeys, eid: str) -> i
     return int(reply.first())
 
 
-async def drain_sibling_cancel_group(lib: FunctionLibrary, keys: FlowKeys,
-                                     downstream: str) -> str:
+async def cancel_flow_members(lib: FunctionLibrary, keys: FlowKeys, reason: str,
+                              members: list[str]) -> BatchCancelled:
+    """Cancels a batch (at most 1000) of the members the flow is owed and acks them."""
+    reply = await lib.call("ff_cancel_flow_members",
+                           (keys.pending_cancels, IndexKeys(keys.tag).cancel_backlog),
+                           (keys.flow_id, reason, *members))
+    return reply.into(BatchCancelled)
+
+
+async def cancel_sibling_group(lib: FunctionLibrary, keys: FlowKeys,
+                               downstream: str) -> SiblingsCancelled:
+    """Cancels the siblings a fired cancel_remaining group lists and drains the group."""
     reply = await lib.call(
-        "ff_drain_sibling_cancel_group",
+        "ff_cancel_sibling_group",
         (IndexKeys(keys.tag).pending_cancel_groups, keys.edge_group(downstream)),
         (keys.flow_id, downstream))
-    return reply.first()
+    return reply.into(SiblingsCancelled)
 
 
 async def reconcile_sibling_cancel_group(lib: FunctionLibrary, keys: FlowKeys,

@@ -20,6 +20,7 @@ from ff.core.flow_records import (
     StageDependencyEdgeArgs,
 )
 from ff.core.ids import ExecutionId
+from ff.core.keys import ExecKeys, FlowKeys
 from ff.core.records import CreateExecutionArgs
 from ff.server import Server
 from tests.api.conftest import writes
@@ -140,3 +141,21 @@ async def test_async_cancel_dispatches_in_the_background(server: Server) -> None
     with trio.fail_after(5):
         while (await server.get_flow(dag.flow_id)).counts != {"cancelled": 20}:
             await trio.sleep(0.01)
+
+
+async def test_cancel_wait_reports_the_member_it_could_not_cancel(server: Server) -> None:
+    dag = await Dag.create(server)
+    good = [await dag.node(f"ok{i}") for i in range(3)]
+    broken = await dag.node("broken")
+    keys = ExecKeys(broken)
+    await server.client.execute("HSET", keys.core, "lifecycle_phase", "active",
+                                "ownership_state", "leased", "current_attempt_index", "1")
+    await server.client.execute("SET", keys.attempt(1), "not a hash")
+    result = await server.cancel_flow_wait(dag.flow_id, CancelFlowArgs(reason="partial"))
+    assert result.PartiallyCancelled is not None
+    assert result.PartiallyCancelled.failed_member_execution_ids == [broken]
+    assert sorted(result.PartiallyCancelled.member_execution_ids) == sorted([*good, broken])
+    assert {await server.get_execution_state(e) for e in good} == {"cancelled"}
+    owed = await server.client.execute("SMEMBERS", FlowKeys(
+        dag.flow_id, ExecutionId.parse(broken).tag).pending_cancels)
+    assert [m.decode() for m in owed] == [broken]
