@@ -159,3 +159,23 @@ async def test_cancel_wait_reports_the_member_it_could_not_cancel(server: Server
     owed = await server.client.execute("SMEMBERS", FlowKeys(
         dag.flow_id, ExecutionId.parse(broken).tag).pending_cancels)
     assert [m.decode() for m in owed] == [broken]
+
+
+async def test_flow_tags_and_the_projector(server: Server) -> None:
+    dag = await Dag.create(server)
+    await dag.node("a")
+    keys = FlowKeys(dag.flow_id, ExecutionId.parse(dag.ids["a"]).tag)
+    assert await server.set_flow_tags(dag.flow_id, {"app.owner": "team-a"}) == 1
+    assert await server.client.execute("HGET", keys.tags, "app.owner") == b"team-a"
+    with pytest.raises(ValidationError, match="invalid_tag_key"):
+        await server.set_flow_tags(dag.flow_id, {"Bad Key": "x"})
+    projector = server.engine.scanner("flow_projector")
+    assert await projector.run_once() == 1
+    summary = await server.client.execute("HGETALL", keys.summary)
+    assert summary[b"public_flow_state"] == b"open" and summary[b"members_waiting"] == b"1"
+    await dag.run("a")
+    await projector.run_once()
+    assert (await server.client.execute("HGET", keys.summary, "public_flow_state")) == \
+        b"completed"
+    flow_index = f"ff:idx:{keys.tag}:flow_index"
+    assert await server.client.execute("SISMEMBER", flow_index, dag.flow_id) == 0
