@@ -13,8 +13,8 @@
 
 `submit` creates the flow, then every member on the flow's partition (members with an
 incoming edge are held in waiting_children until their last edge is applied, so nothing
-runs before its edges exist), sets the join policies, stages every edge (threading the
-graph revision) and applies it.
+runs before its edges exist), sets the join policies, and stages every edge (threading the
+graph revision), applying it in the same request.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import msgspec
 from ff.client import ApiClient
 from ff.core.flow_records import (
     AddExecutionToFlowArgs,
-    ApplyDependencyToChildArgs,
     CreateFlowArgs,
     EdgeGroupPolicyArgs,
     StageDependencyEdgeArgs,
@@ -117,22 +116,16 @@ class Flow:
         revision = len(self.nodes)
         for i, join in self.joins.items():
             await api.set_edge_group_policy(flow_id, self._id(i), join)
-        staged = []
-        for edge in self.edges:
+        last_into = {e.downstream: n for n, e in enumerate(self.edges)}
+        for n, edge in enumerate(self.edges):
             answer = await api.stage_dependency_edge(flow_id, StageDependencyEdgeArgs(
                 upstream_execution_id=self._id(edge.upstream),
                 downstream_execution_id=self._id(edge.downstream),
-                expected_graph_revision=revision, data_passing_ref=DATA_REF if edge.data
-                else None))
+                expected_graph_revision=revision,
+                data_passing_ref=DATA_REF if edge.data else None,
+                apply=True, release_hold=last_into[edge.downstream] == n))
             assert answer.Staged is not None
             revision = answer.Staged.new_graph_revision
-            staged.append(answer.Staged.edge_id)
-        last_into = {e.downstream: n for n, e in enumerate(self.edges)}
-        for n, (edge, edge_id) in enumerate(zip(self.edges, staged, strict=True)):
-            await api.apply_dependency_to_child(flow_id, ApplyDependencyToChildArgs(
-                edge_id=edge_id, upstream_execution_id=self._id(edge.upstream),
-                downstream_execution_id=self._id(edge.downstream), graph_revision=revision,
-                release_hold=last_into[edge.downstream] == n))
         return Submitted(flow_id, [self._id(i) for i in range(len(self.nodes))], revision)
 
     def _id(self, index: int) -> str:

@@ -143,6 +143,10 @@ class FlowsApi(ExecutionsApi):
             dependency_kind=args.dependency_kind or "success_only",
             data_passing_ref=args.data_passing_ref or "",
             expected_graph_revision=args.expected_graph_revision)
+        if args.apply:
+            await self.apply_dependency_to_child(keys.flow_id, ApplyDependencyToChildArgs(
+                edge_id=staged.edge_id, upstream_execution_id=up, downstream_execution_id=down,
+                graph_revision=staged.new_graph_revision, release_hold=args.release_hold))
         return StageDependencyEdgeResult(Staged=StagedBody(staged.edge_id,
                                                            staged.new_graph_revision))
 

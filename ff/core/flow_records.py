@@ -41,6 +41,9 @@ class AddExecutionToFlowArgs(msgspec.Struct, kw_only=True):
 
 
 class StageDependencyEdgeArgs(msgspec.Struct, kw_only=True):
+    """`apply` (ours) also applies the staged edge to its child in the same request,
+    with `release_hold` as in `ApplyDependencyToChildArgs`."""
+
     upstream_execution_id: str
     downstream_execution_id: str
     expected_graph_revision: int
@@ -48,6 +51,8 @@ class StageDependencyEdgeArgs(msgspec.Struct, kw_only=True):
     edge_id: str | None = None
     dependency_kind: str = "success_only"
     data_passing_ref: str | None = None
+    apply: bool = False
+    release_hold: bool = True
     now: Millis | None = None
 
 
