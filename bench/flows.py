@@ -51,6 +51,11 @@ from ff.script import execution as execution_fns
 from ff.server import Server
 
 SECRET = "cd" * 32
+TARGETS = {
+    "scenario4": "Reference: 17.46 flows/s (16-core host, its published figure). Target here: "
+                 ">= 60 flows/s.",
+    "scenario6": "Targets: p99 <= 100 ms at n = 100 and <= 500 ms at n = 1,000.",
+}
 CHAIN = 10
 
 
@@ -318,12 +323,14 @@ def markdown(report: dict[str, Any]) -> str:
              f"Valkey {report['valkey_version']}. Medians of {len(report['runs'])} runs "
              "(2 shared cores, other developers' load present).", ""]
     rows = report["median"]
-    keys = [k for k in rows[0] if k != "system"]
+    keys = list(dict.fromkeys(k for row in rows for k in row if k != "system"))
     lines.append("| system | " + " | ".join(keys) + " |")
     lines.append("|---|" + "---|" * len(keys))
     for row in rows:
-        cells = [f"{row[k]:.2f}" if isinstance(row[k], float) else str(row[k]) for k in keys]
+        cells = [f"{row[k]:.2f}" if isinstance(row.get(k), float) else str(row.get(k, "-"))
+                 for k in keys]
         lines.append(f"| {row['system']} | " + " | ".join(cells) + " |")
+    lines += ["", TARGETS[report["scenario"]]]
     return "\n".join(lines) + "\n"
 
 
