@@ -1,10 +1,12 @@
 """Flow benchmarks, each beside a raw-Valkey baseline measured in the same run.
 
 scenario4: linear 10-node flows (the reference's method): `--flows` flows built over HTTP
-with the DAG builder while `--workers` echo workers run; throughput = flows / wall time
-(first submit -> last node completed), per-stage latency = next node's started_at minus
-the previous node's completed_at (Valkey clock). Baseline: the same chains through one
-Valkey list (a worker pops a node, marks it done and pushes the next).
+with the DAG builder while `--workers` echo workers run (direct to Valkey, as ff workers
+do); throughput = flows / wall time (first submit -> last node completed), per-stage
+latency = next node's started_at minus the previous node's completed_at (Valkey clock).
+Measured twice: the server in the harness process, and `ff serve` in a process of its own
+(the reference's shape). Baseline: the same chains through one Valkey list (a worker pops
+a node, marks it done and pushes the next).
 
 scenario6: quorum cancel fan-out: a flow of n upstreams and one downstream joined any_of
 with cancel_remaining; timed from the completion of upstream 0 until every other upstream
@@ -16,8 +18,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from functools import partial
@@ -27,10 +32,9 @@ from typing import Any
 import trio
 
 from bench.harness import REPO_ROOT, git_sha, host_info, utc_now
-from bench.procs import KIND, ProcGroup
-from ff.client import ApiClient
+from bench.procs import KIND
+from ff.client import ApiClient, HttpError
 from ff.config import ServerConfig
-from ff.core.errors import ContentionError
 from ff.core.flow_records import (
     AddExecutionToFlowArgs,
     ApplyDependencyToChildArgs,
@@ -43,11 +47,12 @@ from ff.core.keys import ExecKeys, IndexKeys
 from ff.core.partitions import PartitionConfig
 from ff.core.records import CreateExecutionArgs
 from ff.dag import Flow
-from ff.embedded import EmbeddedServer
+from ff.embedded import EmbeddedServer, free_loopback_port
 from ff.http import build_app, serve_http
 from ff.resp import Client
-from ff.scheduler import lease_from_grant
+from ff.scheduler import Scheduler, lease_from_grant
 from ff.script import execution as execution_fns
+from ff.script.library import FunctionLibrary
 from ff.server import Server
 
 SECRET = "cd" * 32
@@ -74,78 +79,109 @@ def _config(url: str) -> ServerConfig:
                         partitions=PartitionConfig(FLOW_PARTITIONS, 32, 32), pool_size=8)
 
 
-async def _echo_worker(server: Server, name: str, stop: trio.Event) -> None:
-    """Claims and completes at once (the reference's echo worker, polling every 50 ms)."""
+async def _echo_worker(scheduler: Scheduler, library: FunctionLibrary, name: str,
+                       stop: trio.Event) -> None:
+    """Claims (grant and lease in one call) and completes at once: the reference's echo
+    worker, polling every 50 ms when there is nothing to do."""
     while not stop.is_set():
-        grant = await server.claim_for_worker(lane_id="default", worker_id=name,
-                                              worker_instance_id=name, capabilities=())
-        if grant is None:
+        lease = await scheduler.claim_lease(lane_id="default", worker_id=name,
+                                            worker_instance_id=name, lease_ttl_ms=30_000)
+        if lease is None:
             await trio.sleep(0.05)
             continue
-        try:
-            lease = await lease_from_grant(server.library, grant, worker_id=name,
-                                           worker_instance_id=name, lease_ttl_ms=30_000)
-        except ContentionError:
-            continue
         await execution_fns.complete_execution(
-            server.library, lease.execution_id, lease_id=lease.lease_id,
+            library, lease.execution_id, lease_id=lease.lease_id,
             lease_epoch=lease.lease_epoch, attempt_id=lease.attempt_id)
 
 
-async def scenario4_ff(url: str, flows: int, workers: int, procs: int) -> dict[str, Any]:
-    """Workers run in the server process (`procs` 0) or as ff Workers in `procs` child
-    processes."""
-    async with Server.running(_config(url)) as server, trio.open_nursery() as nursery:
-        port = await nursery.start(partial(serve_http, build_app(server), "127.0.0.1", 0))
+async def _run_chains(api: ApiClient, client: Client, flows: int, workers: int
+                      ) -> dict[str, Any]:
+    """Builds `flows` chains over HTTP while `workers` echo workers run against Valkey
+    directly; waits for every last node; reads the stage latencies from the cores."""
+    library = FunctionLibrary(client)
+    scheduler = Scheduler(client, library, PartitionConfig(FLOW_PARTITIONS, 32, 32))
+    chains: list[list[str]] = []
+    setup: list[float] = []
+    async with trio.open_nursery() as nursery:
         stop = trio.Event()
-        group = None
-        if procs:
-            split = [workers // procs + (i < workers % procs) for i in range(procs)]
-            group = ProcGroup(url, "ff", split, ["--lane", "default"])
-            await group.start(server.client)
-            await group.go(server.client)
-        else:
-            for i in range(workers):
-                nursery.start_soon(_echo_worker, server, f"w{i}", stop)
-        last_ids: list[list[str]] = []
-        setup: list[float] = []
+        for i in range(workers):
+            nursery.start_soon(_echo_worker, scheduler, library, f"w{i}", stop)
         started = time.perf_counter()
-        async with ApiClient(f"http://127.0.0.1:{port}") as api:
-            limiter = trio.CapacityLimiter(32)
+        limiter = trio.CapacityLimiter(32)
 
-            async def one() -> None:
-                async with limiter:
-                    t0 = time.perf_counter()
-                    flow = Flow("bench.flow_dag")
-                    nodes = [flow.node(KIND) for _ in range(CHAIN)]
-                    for a, b in itertools.pairwise(nodes):
-                        a >> b
-                    submitted = await flow.submit(api)
-                    setup.append(time.perf_counter() - t0)
-                    last_ids.append(submitted.execution_ids)
+        async def one() -> None:
+            async with limiter:
+                t0 = time.perf_counter()
+                flow = Flow("bench.flow_dag")
+                nodes = [flow.node(KIND) for _ in range(CHAIN)]
+                for a, b in itertools.pairwise(nodes):
+                    a >> b
+                submitted = await flow.submit(api)
+                setup.append(time.perf_counter() - t0)
+                chains.append(submitted.execution_ids)
 
-            async with trio.open_nursery() as submitters:
-                for _ in range(flows):
-                    submitters.start_soon(one)
-            with trio.fail_after(300):
-                for ids in last_ids:
-                    while await server.get_execution_state(ids[-1]) != "completed":
-                        await trio.sleep(0.01)
+        async with trio.open_nursery() as submitters:
+            for _ in range(flows):
+                submitters.start_soon(one)
+        with trio.fail_after(300):
+            for ids in chains:
+                while await client.execute("HGET", ExecKeys(ids[-1]).core,
+                                           "public_state") != b"completed":
+                    await trio.sleep(0.01)
         wall = time.perf_counter() - started
         stop.set()
-        if group is not None:
-            await group.stop()
-        stages: list[float] = []
-        for ids in last_ids:
-            pipe = server.client.pipeline()
-            for eid in ids:
-                pipe.execute_command("HMGET", ExecKeys(eid).core, "started_at", "completed_at")
-            times = [(int(s), int(c)) for s, c in await pipe.run(raise_on_error=True)]
-            stages += [float(b[0] - a[1]) for a, b in itertools.pairwise(times)]
-        nursery.cancel_scope.cancel()
-    return {"system": "ff", "flows": flows, "wall_s": wall, "flows_per_s": flows / wall,
+    stages: list[float] = []
+    for ids in chains:
+        pipe = client.pipeline()
+        for eid in ids:
+            pipe.execute_command("HMGET", ExecKeys(eid).core, "started_at", "completed_at")
+        times = [(int(s), int(c)) for s, c in await pipe.run(raise_on_error=True)]
+        stages += [float(b[0] - a[1]) for a, b in itertools.pairwise(times)]
+    return {"flows": flows, "wall_s": wall, "flows_per_s": flows / wall,
             "setup_p50_ms": pct(setup, 50) * 1000, "stage_latency_p50_ms": pct(stages, 50),
             "stage_latency_p95_ms": pct(stages, 95), "stage_latency_p99_ms": pct(stages, 99)}
+
+
+async def scenario4_ff(url: str, flows: int, workers: int) -> dict[str, Any]:
+    """The server (HTTP, listener, scanners), the builders and the workers in this
+    process."""
+    async with Server.running(_config(url)) as server, trio.open_nursery() as nursery:
+        port = await nursery.start(partial(serve_http, build_app(server), "127.0.0.1", 0))
+        async with ApiClient(f"http://127.0.0.1:{port}") as api:
+            result = await _run_chains(api, server.client, flows, workers)
+        nursery.cancel_scope.cancel()
+    return {"system": "ff", **result}
+
+
+async def scenario4_served(url: str, flows: int, workers: int) -> dict[str, Any]:
+    """The reference's shape: `ff serve` in its own process; the builders and the
+    workers (direct to Valkey, as ff workers run) in this one."""
+    port = free_loopback_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FF_")}
+    env.update(FF_VALKEY_URL=url, FF_WAITPOINT_HMAC_SECRET=SECRET, FF_LOG_LEVEL="warning",
+               FF_LISTEN_ADDR=f"127.0.0.1:{port}", FF_FLOW_PARTITIONS=str(FLOW_PARTITIONS))
+    serve = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "ff.cli", "serve"], env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
+    try:
+        async with Client.from_url(url) as client, \
+                ApiClient(f"http://127.0.0.1:{port}", timeout=10) as api:
+            with trio.fail_after(30):
+                while True:
+                    try:
+                        await api.health()
+                        break
+                    except HttpError:
+                        await trio.sleep(0.05)
+            result = await _run_chains(api, client, flows, workers)
+    finally:
+        serve.terminate()
+        with trio.move_on_after(20):
+            await serve.wait()
+        if serve.returncode is None:
+            serve.kill()
+            await serve.wait()
+    return {"system": "ff (ff serve process)", **result}
 
 
 async def scenario4_baseline(url: str, flows: int, workers: int) -> dict[str, Any]:
@@ -288,8 +324,10 @@ async def _run(scenario: str, url: str | None, runs: int, args: Any) -> dict[str
                         await client.execute("FLUSHDB")
                         base = await scenario4_baseline(url, args.flows, args.workers)
                         await client.execute("FLUSHDB")
-                        ff = await scenario4_ff(url, args.flows, args.workers, args.procs)
-                        report["runs"].append([base, ff])
+                        ff = await scenario4_ff(url, args.flows, args.workers)
+                        await client.execute("FLUSHDB")
+                        served = await scenario4_served(url, args.flows, args.workers)
+                        report["runs"].append([base, ff, served])
                     else:
                         rows = []
                         for n in args.fanout:

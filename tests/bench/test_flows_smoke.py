@@ -7,7 +7,7 @@ from bench import flows
 
 async def test_scenario4_small(server_url: str) -> None:
     base = await flows.scenario4_baseline(server_url, 3, 2)
-    ff = await flows.scenario4_ff(server_url, 3, 2, 0)
+    ff = await flows.scenario4_ff(server_url, 3, 2)
     assert base["flows"] == ff["flows"] == 3
     assert ff["flows_per_s"] > 0 and ff["stage_latency_p50_ms"] >= 0
 
