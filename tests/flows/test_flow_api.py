@@ -179,3 +179,27 @@ async def test_flow_tags_and_the_projector(server: Server) -> None:
         b"completed"
     flow_index = f"ff:idx:{keys.tag}:flow_index"
     assert await server.client.execute("SISMEMBER", flow_index, dag.flow_id) == 0
+
+
+async def test_shutdown_drains_dispatch_then_aborts_it(server_url: str, monkeypatch) -> None:
+    from ff.api import flows as flows_api
+    from tests.engine.conftest import engine_config
+    monkeypatch.setattr(flows_api, "DISPATCH_DRAIN_S", 0.2)
+    finished: list[str] = []
+
+    async def short() -> None:
+        await trio.sleep(0.05)
+        finished.append("short")
+
+    async def endless() -> None:
+        try:
+            await trio.sleep(100)
+        finally:
+            finished.append("aborted")
+
+    with trio.fail_after(5):
+        async with Server.running(engine_config(server_url)) as server:
+            assert server.dispatch_nursery is not None
+            server.dispatch_nursery.start_soon(short)
+            server.dispatch_nursery.start_soon(endless)
+    assert finished == ["short", "aborted"]
