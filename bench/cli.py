@@ -32,7 +32,8 @@ from bench.harness import (
     utc_now,
 )
 
-SCENARIOS = ("scenario1", "scenario2")
+SCENARIOS = ("scenario1", "scenario2", "scenario4", "scenario6")
+SAMPLES_DEFAULT = {"scenario2": 5, "scenario6": 10}
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
 
 
@@ -47,7 +48,18 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("scenario", nargs="?", default="scenario1", choices=SCENARIOS)
+    parser.add_argument("scenario", nargs="?", default="scenario1", choices=SCENARIOS,
+                        help="scenario1: submit -> claim -> complete; scenario2: suspend -> "
+                             "signal -> resume; scenario4: linear 10-node flows; scenario6: "
+                             "quorum cancel fan-out")
+    parser.add_argument("--flows", type=int, default=100,
+                        help="scenario4: concurrent 10-node flows (default 100)")
+    parser.add_argument("--fanout", type=lambda v: [int(x) for x in v.split(",")],
+                        default=[10, 100, 1000],
+                        help="scenario6: sibling counts, comma-separated (default 10,100,1000)")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="scenario2: batches of --per-sample round trips (default 5); "
+                             "scenario6: samples per sibling count (default 10)")
     parser.add_argument("-n", "--tasks", type=int, default=10_000, dest="n",
                         help="executions per measurement (default 10000)")
     parser.add_argument("-w", "--workers", type=int, default=16,
@@ -89,8 +101,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None,
                         help=f"directory for the report (default {DEFAULT_OUT})")
     parser.add_argument("--json", default=None, help="write the report to exactly this path")
-    parser.add_argument("--samples", type=int, default=5,
-                        help="scenario2: batches of --per-sample round trips (default 5)")
     parser.add_argument("--per-sample", type=int, default=100,
                         help="scenario2: round trips per batch (default 100)")
     parser.add_argument("--warmup", type=int, default=20,
@@ -109,6 +119,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def run_bench_command(args: argparse.Namespace) -> int:
     """Runs `ff bench` as parsed; prints the summary, returns the exit code (0 when every
     system that ran was verified, 1 otherwise, 2 on a usage error)."""
+    if args.samples is None:
+        args.samples = SAMPLES_DEFAULT.get(args.scenario, 1)
     if args.scenario == "scenario2":
         if min(args.samples, args.per_sample) < 1 or args.warmup < 0:
             print("ff bench: --samples and --per-sample must be >= 1", file=sys.stderr)
@@ -116,6 +128,9 @@ def run_bench_command(args: argparse.Namespace) -> int:
         from bench import scenario2
 
         return scenario2.main(args)
+    if args.scenario in ("scenario4", "scenario6"):
+        from bench.flows import run_flow_bench
+        return run_flow_bench(args)
     if min(args.n, args.workers, args.runs, args.concurrency, args.worker_concurrency) < 1:
         print("ff bench: --tasks, --workers, --runs, --concurrency and --worker-concurrency "
               "must be >= 1",

@@ -28,6 +28,22 @@ import h11
 import msgspec
 import trio
 
+from ff.core.flow_records import (
+    AddExecutionToFlowArgs,
+    AddExecutionToFlowResult,
+    ApplyDependencyToChildArgs,
+    ApplyDependencyToChildResult,
+    CancelFlowArgs,
+    CancelFlowResult,
+    CreateFlowArgs,
+    CreateFlowResult,
+    EdgeGroupPolicyArgs,
+    EdgeGroupPolicyResult,
+    FlowInfo,
+    FlowMembers,
+    StageDependencyEdgeArgs,
+    StageDependencyEdgeResult,
+)
 from ff.core.records import (
     CancelExecutionArgs,
     ClaimGrant,
@@ -352,6 +368,10 @@ def _with_byte_list(args: CreateExecutionArgs | Mapping[str, Any]) -> Any:
     return args
 
 
+def _flow_path(flow_id: str, suffix: str = "") -> str:
+    return f"/v1/flows/{quote(flow_id, safe='')}{suffix}"
+
+
 class ApiClient(HttpClient):
     """`HttpClient` with one typed method per route of the ff API.
 
@@ -579,3 +599,45 @@ class ApiClient(HttpClient):
         """The attempt's summary document (`document` None until a patch was applied)."""
         path = _execution_path(execution_id, f"/attempts/{attempt_index}/summary")
         return await self._call("GET", path, StreamSummary)
+    async def create_flow(self, args: CreateFlowArgs | None = None) -> CreateFlowResult:
+        """`Created` (201) or `AlreadySatisfied` (200) with the flow id."""
+        return await self._call("POST", "/v1/flows", CreateFlowResult,
+                                json=args or CreateFlowArgs())
+
+    async def add_execution_to_flow(self, flow_id: str, args: AddExecutionToFlowArgs
+                                    ) -> AddExecutionToFlowResult:
+        if args.execution is not None:
+            args = msgspec.structs.replace(args, execution=_with_byte_list(args.execution))
+        return await self._call("POST", _flow_path(flow_id, "/members"),
+                                AddExecutionToFlowResult, json=args)
+
+    async def stage_dependency_edge(self, flow_id: str, args: StageDependencyEdgeArgs
+                                    ) -> StageDependencyEdgeResult:
+        return await self._call("POST", _flow_path(flow_id, "/edges"),
+                                StageDependencyEdgeResult, json=args)
+
+    async def apply_dependency_to_child(self, flow_id: str, args: ApplyDependencyToChildArgs
+                                        ) -> ApplyDependencyToChildResult:
+        answer = await self._call("POST", _flow_path(flow_id, "/edges/apply"), Any, json=args)
+        if answer == "AlreadyApplied":
+            return ApplyDependencyToChildResult(applied_again=True)
+        return msgspec.convert(answer, ApplyDependencyToChildResult)
+
+    async def set_edge_group_policy(self, flow_id: str, execution_id: str,
+                                    args: EdgeGroupPolicyArgs) -> EdgeGroupPolicyResult:
+        path = _flow_path(flow_id, f"/members/{quote(execution_id, safe='')}/edge-group")
+        answer = await self._call("PUT", path, Any, json=args)
+        if answer == "AlreadySet":
+            return EdgeGroupPolicyResult(already_set=True)
+        return msgspec.convert(answer, EdgeGroupPolicyResult)
+
+    async def cancel_flow(self, flow_id: str, args: CancelFlowArgs | None = None, *,
+                          wait: bool = False) -> CancelFlowResult:
+        path = _flow_path(flow_id, "/cancel" + ("?wait=true" if wait else ""))
+        return await self._call("POST", path, CancelFlowResult, json=args or CancelFlowArgs())
+
+    async def get_flow(self, flow_id: str) -> FlowInfo:
+        return await self._call("GET", _flow_path(flow_id), FlowInfo)
+
+    async def list_flow_members(self, flow_id: str) -> FlowMembers:
+        return await self._call("GET", _flow_path(flow_id, "/members"), FlowMembers)

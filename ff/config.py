@@ -32,6 +32,11 @@ class ScannerIntervals(msgspec.Struct, frozen=True):
     retention_trimmer: float = 60.0
     suspension_timeout: float = 2.0
     pending_wp_expiry: float = 5.0
+    dependency_reconciler: float = 15.0
+    flow_projector: float = 15.0
+    cancel_reconciler: float = 15.0
+    edge_cancel_dispatcher: float = 1.0
+    edge_cancel_reconciler: float = 10.0
 
 
 # (field, variable, unit divisor to seconds)
@@ -45,6 +50,11 @@ _INTERVAL_VARS = (
     ("retention_trimmer", "FF_RETENTION_TRIMMER_INTERVAL_S", 1),
     ("suspension_timeout", "FF_SUSPENSION_TIMEOUT_INTERVAL_S", 1),
     ("pending_wp_expiry", "FF_PENDING_WP_EXPIRY_INTERVAL_S", 1),
+    ("dependency_reconciler", "FF_DEPENDENCY_RECONCILER_INTERVAL_S", 1),
+    ("flow_projector", "FF_FLOW_PROJECTOR_INTERVAL_S", 1),
+    ("cancel_reconciler", "FF_CANCEL_RECONCILER_INTERVAL_S", 1),
+    ("edge_cancel_dispatcher", "FF_EDGE_CANCEL_DISPATCHER_INTERVAL_S", 1),
+    ("edge_cancel_reconciler", "FF_EDGE_CANCEL_RECONCILER_INTERVAL_S", 1),
 )
 
 
@@ -64,6 +74,8 @@ class ServerConfig(msgspec.Struct, frozen=True):
     data_dir: str = ".ff"
     force_lua_reload: bool = False
     scanners_enabled: bool = True
+    completion_listener: bool = True
+    cancel_flow_grace_ms: int = 30_000
     pool_size: int = 4
 
     @classmethod
@@ -110,6 +122,7 @@ class ServerConfig(msgspec.Struct, frozen=True):
             env, "FF_MAX_CONCURRENT_STREAM_OPS", _int(env, "FF_MAX_CONCURRENT_TAIL", 64)
         )
         values["retention_default_ms"] = _int(env, "FF_RETENTION_DEFAULT_MS", 86_400_000)
+        values["cancel_flow_grace_ms"] = _int(env, "FF_CANCEL_FLOW_GRACE_MS", 30_000)
         if env.get("FF_DATA_DIR"):
             values["data_dir"] = env["FF_DATA_DIR"]
         values["force_lua_reload"] = _flag(env, "FF_FORCE_LUA_RELOAD")

@@ -38,7 +38,7 @@ log = logging.getLogger("ff.server")
 STREAM_OPS_DRAIN_S = 15.0
 
 
-class Server(ExecutionsApi, LanesApi, SchedulingApi, WaitpointsApi, FlowsApi, BudgetsApi,
+class Server(FlowsApi, ExecutionsApi, LanesApi, SchedulingApi, WaitpointsApi, BudgetsApi,
              StreamsApi):
     """The engine's public API. Build it with `Server.running(config)`."""
 
@@ -72,10 +72,15 @@ class Server(ExecutionsApi, LanesApi, SchedulingApi, WaitpointsApi, FlowsApi, Bu
                 server._engine_scope = nursery.cancel_scope
                 if settings.scanners_enabled:
                     await nursery.start(server.engine.run)
-                try:
-                    yield server
-                finally:
-                    await server.shutdown()
+                if settings.completion_listener:
+                    await nursery.start(server.engine.completions.run)
+                async with trio.open_nursery() as dispatch:
+                    server.dispatch_nursery = dispatch
+                    try:
+                        yield server
+                    finally:
+                        await server.drain_dispatch()
+                        await server.shutdown()
 
     async def start(self) -> None:
         """The boot sequence; order matters (the version gate before any write)."""

@@ -1,6 +1,6 @@
 -- Execution lifecycle: create, complete, fail (with retry), cancel, delay, expire,
 -- replay, tags and the retention purge.
--- @requires util, facts, record, lease
+-- @requires util, facts, record, lease, flow
 
 local fmt, ok, already, err = util.fmt, util.ok, util.already, util.err
 local is_set, to_int, arg_int, bad_number = util.is_set, util.to_int, util.arg_int, util.bad_number
@@ -15,6 +15,7 @@ local release_lease_indexes, close_stream = record.release_lease_indexes, record
 local end_attempt, finish, load_policy = record.end_attempt, record.finish, record.load_policy
 local leave_terminal = record.leave_terminal
 local holder_check, already_ended_by_caller = lease.holder_check, lease.already_ended_by_caller
+local replay_skipped = flow.replay_skipped
 
 -- Validates the policy JSON the way the Python Structs do for the fields Lua relies on.
 -- Returns decoded policy (or {}), required caps CSV, or nil + error reply.
@@ -273,6 +274,25 @@ redis.register_function('ff_fail_execution', function(keys, args)
   return ok('retry_scheduled', fmt(due))
 end)
 
+-- Cancels a live execution (the caller has checked it may): ends its attempt, closes
+-- its stream and suspension, and finishes it as cancelled.
+local function cancel(ctx, reason, source, now)
+  local core = ctx.core
+  local phase = core.lifecycle_phase
+  if phase == 'active' or phase == 'suspended' then
+    end_attempt(ctx, 'ended_cancelled', now, {'failure_reason', 'cancelled: ' .. reason})
+    close_stream(ctx, core.current_attempt_index, 'attempt_cancelled', now)
+  end
+  if phase == 'active' then history(ctx, 'released', 'cancelled') end
+  if phase == 'suspended' and is_set(core.current_suspension_id) then
+    redis.call('HSET', ctx.k('suspension:current'), 'closed_at', fmt(now),
+      'close_reason', 'cancelled')
+  end
+  finish(ctx, 'cancelled', now, {'cancellation_reason', reason,
+    'cancelled_by', source ~= '' and source or ctx.eid, 'current_suspension_id', '',
+    'current_waitpoint_id', ''})
+end
+
 -- ff_cancel_execution
 --   KEYS[1] exec core
 --   ARGV[1] execution_id
@@ -302,19 +322,7 @@ redis.register_function('ff_cancel_execution', function(keys, args)
       return err('stale_lease')
     end
   end
-  local now = now_ms()
-  if phase == 'active' or phase == 'suspended' then
-    end_attempt(ctx, 'ended_cancelled', now, {'failure_reason', 'cancelled: ' .. reason})
-    close_stream(ctx, core.current_attempt_index, 'attempt_cancelled', now)
-  end
-  if phase == 'active' then history(ctx, 'released', 'cancelled') end
-  if phase == 'suspended' and is_set(core.current_suspension_id) then
-    redis.call('HSET', ctx.k('suspension:current'), 'closed_at', fmt(now),
-      'close_reason', 'cancelled')
-  end
-  finish(ctx, 'cancelled', now, {'cancellation_reason', reason,
-    'cancelled_by', source ~= '' and source or ctx.eid, 'current_suspension_id', '',
-    'current_waitpoint_id', ''})
+  cancel(ctx, reason, source, now_ms())
   return ok('cancelled', phase)
 end)
 
@@ -402,12 +410,14 @@ redis.register_function('ff_expire_execution', function(keys, args)
   return ok('expired', phase)
 end)
 
--- ff_replay_execution: run a terminal execution again (new attempt of type replay).
+-- ff_replay_execution: run a terminal execution again (new attempt of type replay). A
+-- skipped flow member waits for its edges again (they are reset and re-resolved).
 --   KEYS[1] exec core
 --   ARGV[1] execution_id
 --   ARGV[2] requested_by
 --   ARGV[3] reason
---   Reply   OK(public_state)
+--   Reply   OK(public_state): waiting, or for a skipped flow member waiting_children
+--           (or what re-resolving its edges made of it)
 --   Errors  execution_not_found, execution_not_terminal, max_replays_exhausted(limit)
 redis.register_function('ff_replay_execution', function(keys, args)
   local ctx = load_exec(keys[1], args[1])
@@ -422,14 +432,19 @@ redis.register_function('ff_replay_execution', function(keys, args)
   end
   local now = now_ms()
   leave_terminal(ctx)
+  local fields = {'replay_count', fmt(to_int(core.replay_count, 0) + 1),
+    'pending_replay_attempt', '1', 'pending_replay_reason', args[3] or '',
+    'pending_replay_requested_by', args[2] or '',
+    'pending_previous_attempt_index', core.current_attempt_index or '', 'completed_at', ''}
+  history(ctx, 'replay_initiated', args[3] or '')
+  if core.terminal_outcome == 'skipped' and is_set(core.flow_id) then
+    return ok(replay_skipped(ctx, now, fields))
+  end
   local pub = write_state(ctx, {lifecycle_phase = 'runnable', ownership_state = 'unowned',
     eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
     blocking_detail = '', terminal_outcome = 'none', attempt_state = 'pending_replay_attempt'},
-    now, {'replay_count', fmt(to_int(core.replay_count, 0) + 1), 'pending_replay_attempt', '1',
-      'pending_replay_reason', args[3] or '', 'pending_replay_requested_by', args[2] or '',
-      'pending_previous_attempt_index', core.current_attempt_index or '', 'completed_at', ''})
+    now, fields)
   add_eligible(ctx)
-  history(ctx, 'replay_initiated', args[3] or '')
   return ok(pub)
 end)
 
@@ -512,3 +527,5 @@ redis.register_function('ff_purge_execution', function(keys, args)
   redis.call('ZREM', idx_key(tag, 'all_executions'), eid)
   return ok('purged', fmt(deleted))
 end)
+
+execution.cancel = cancel

@@ -131,12 +131,14 @@ _FAMILIES: dict[type[FFError], tuple[str, ...]] = {
         "use_pending_with_extras_unsupported", "additional_waitpoint_binding_malformed",
         "waitpoint_not_token_bound", "pending_waitpoint_expired", "invalid_secret",
         "retention_limit_exceeded", "patch_depth_exceeded", "summary_too_large",
+        "execution_not_in_flow",
     ),
     ConflictError: (
         "active_attempt_exists", "grant_already_exists", "execution_already_in_flow",
         "dependency_already_exists", "cycle_detected", "self_referencing_edge",
         "waitpoint_already_exists", "rotation_conflict", "waitpoint_closed",
         "already_suspended", "waitpoint_not_pending", "waitpoint_not_open",
+        "waitpoint_already_exists", "rotation_conflict", "edge_group_policy_already_fixed",
     ),
     ContentionError: (
         "lease_conflict", "stale_lease", "invalid_claim_grant", "claim_grant_expired",

@@ -73,6 +73,21 @@ class ExecKeys:
     def suspension_current(self) -> str:
         return self.prefix + "suspension:current"
 
+    @property
+    def deps_meta(self) -> str:
+        return self.prefix + "deps:meta"
+
+    @property
+    def deps_unresolved(self) -> str:
+        return self.prefix + "deps:unresolved"
+
+    @property
+    def deps_all_edges(self) -> str:
+        return self.prefix + "deps:all_edges"
+
+    def dep(self, edge_id: str) -> str:
+        return f"{self.prefix}dep:{edge_id}"
+
     def attempt(self, index: int | str) -> str:
         return f"ff:attempt:{self.tag}:{self.eid}:{index}"
 
@@ -130,6 +145,61 @@ class IndexKeys:
 
     def worker_leases(self, worker_instance_id: str) -> str:
         return self._key(f"worker:{worker_instance_id}:leases")
+
+    @property
+    def flow_index(self) -> str:
+        return self._key("flow_index")
+
+    @property
+    def cancel_backlog(self) -> str:
+        return self._key("cancel_backlog")
+
+    @property
+    def pending_cancel_groups(self) -> str:
+        return self._key("pending_cancel_groups")
+
+
+class FlowKeys:
+    """Keys of one flow; `tag` is the `{fp:N}` its id hashes to (shared with its members)."""
+
+    __slots__ = ("flow_id", "prefix", "tag")
+
+    def __init__(self, flow_id: str, tag: str) -> None:
+        self.flow_id = flow_id
+        self.tag = tag
+        self.prefix = f"ff:flow:{tag}:{flow_id}:"
+
+    @property
+    def core(self) -> str:
+        return self.prefix + "core"
+
+    @property
+    def members(self) -> str:
+        return self.prefix + "members"
+
+    @property
+    def tags(self) -> str:
+        return self.prefix + "tags"
+
+    @property
+    def summary(self) -> str:
+        return self.prefix + "summary"
+
+    @property
+    def pending_cancels(self) -> str:
+        return self.prefix + "pending_cancels"
+
+    def edge(self, edge_id: str) -> str:
+        return f"{self.prefix}edge:{edge_id}"
+
+    def outgoing(self, execution_id: str) -> str:
+        return f"{self.prefix}out:{execution_id}"
+
+    def incoming(self, execution_id: str) -> str:
+        return f"{self.prefix}in:{execution_id}"
+
+    def edge_group(self, execution_id: str) -> str:
+        return f"{self.prefix}edgegroup:{execution_id}"
 
 
 def waitpoint_key(tag: str, waitpoint_id: str) -> str:

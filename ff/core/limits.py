@@ -45,3 +45,8 @@ STREAM_READ_LIMIT_MAX = 1_000
 STREAM_READ_HARD_CAP = 10_000
 # Longest a tail may block, in ms.
 STREAM_TAIL_BLOCK_MAX_MS = 30_000
+# Nodes the stage-time cycle check walks before it refuses the edge as a cycle.
+CYCLE_CHECK_MAX_NODES = 1000
+# Edges one resolution call (with its skip cascade) settles; the rest are left to the
+# completion notifications of the skipped members and the dependency reconciler.
+RESOLVE_MAX_EDGES = 5000

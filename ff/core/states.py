@@ -97,6 +97,11 @@ class PublicState(StrEnum):
 
 
 
+TERMINAL_PUBLIC_STATES = frozenset(
+    {PublicState.COMPLETED, PublicState.FAILED, PublicState.CANCELLED,
+     PublicState.EXPIRED, PublicState.SKIPPED}
+)
+
 PUBLIC_BY_OUTCOME = {
     TerminalOutcome.SUCCESS: PublicState.COMPLETED,
     TerminalOutcome.FAILED: PublicState.FAILED,
@@ -293,6 +298,20 @@ TRANSITIONS: tuple[Transition, ...] = (
                _E.ELIGIBLE_NOW, _B.WAITING_FOR_WORKER, _T.NONE, None),
     Transition("ff_replay_execution", "replay a terminal execution", _P.RUNNABLE, _O.UNOWNED,
                _E.ELIGIBLE_NOW, _B.WAITING_FOR_WORKER, _T.NONE, _A.PENDING_REPLAY_ATTEMPT),
+    Transition("ff_replay_execution", "replay a skipped flow member (edges reset)",
+               _P.RUNNABLE, _O.UNOWNED, _E.BLOCKED_BY_DEPENDENCIES, _B.WAITING_FOR_CHILDREN,
+               _T.NONE, _A.PENDING_REPLAY_ATTEMPT),
+    Transition("ff_add_execution_to_flow", "member held until its edges are applied",
+               _P.RUNNABLE, None, _E.BLOCKED_BY_DEPENDENCIES, _B.WAITING_FOR_CHILDREN,
+               _T.NONE, None),
+    Transition("ff_apply_dependency_to_child", "edge applied to a runnable child",
+               _P.RUNNABLE, None, _E.BLOCKED_BY_DEPENDENCIES, _B.WAITING_FOR_CHILDREN,
+               _T.NONE, None),
+    Transition("ff_resolve_dependency", "dependencies satisfied (attempt none -> first)",
+               _P.RUNNABLE, None, _E.ELIGIBLE_NOW, _B.WAITING_FOR_WORKER, _T.NONE, None),
+    Transition("ff_resolve_dependency",
+               "dependency impossible: skipped (attempt_terminal once an attempt ran)",
+               _P.TERMINAL, _O.UNOWNED, _E.NOT_APPLICABLE, _B.NONE, _T.SKIPPED, None),
 )
 
 

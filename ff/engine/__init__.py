@@ -10,6 +10,7 @@ import trio
 
 from ff.config import ServerConfig
 from ff.core.keys import LANES
+from ff.engine.flows import CompletionListener
 from ff.engine.runner import Scanner
 from ff.engine.scanners import SCANNER_TYPES
 from ff.engine.waitpoints import PendingWaitpointExpiryScanner, SuspensionTimeoutScanner
@@ -31,6 +32,7 @@ class Engine:
             scanner_type(self, getattr(intervals, scanner_type.name))
             for scanner_type in ALL_SCANNERS
         ]
+        self.completions = CompletionListener(client, library)
         self._lanes: list[str] = list(config.lanes)
         self._lanes_read_at = -LANES_CACHE_S
 

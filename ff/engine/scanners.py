@@ -21,6 +21,7 @@ from abc import abstractmethod
 
 from ff import metrics
 from ff.core.keys import ExecKeys, IndexKeys, WorkerKeys
+from ff.engine.flows import FLOW_SCANNER_TYPES
 from ff.engine.runner import Scanner, pipelined
 from ff.script import execution as execution_fns
 from ff.script import indexes as indexes_fns
@@ -246,4 +247,5 @@ SCANNER_TYPES: tuple[type[Scanner], ...] = (
     UnblockScanner,
     RetentionTrimmer,
     IndexReconciler,
+    *FLOW_SCANNER_TYPES,
 )

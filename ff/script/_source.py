@@ -112,6 +112,8 @@ def facts() -> dict[str, object]:
         },
         **{name: getattr(limits, name) for name in dir(limits)
            if name.startswith(("STREAM_", "SUMMARY_"))},
+        "CYCLE_CHECK_MAX_NODES": limits.CYCLE_CHECK_MAX_NODES,
+        "RESOLVE_MAX_EDGES": limits.RESOLVE_MAX_EDGES,
     }
 
 

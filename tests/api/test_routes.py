@@ -289,9 +289,14 @@ async def test_health_metrics_and_openapi(api: Api, client: ApiClient) -> None:
         ("GET", "/v1/executions/{id}/waitpoints/{waitpoint_id}/token"),
         ("POST", "/v1/executions/{id}/signal"), ("POST", "/v1/executions/{id}/resume"),
         ("POST", "/v1/admin/rotate-waitpoint-secret"),
-        ("GET", "/v1/openapi.json"), ("GET", "/v1/executions/{id}/attempts/{idx}/stream"),
+        ("GET", "/v1/executions/{id}/attempts/{idx}/stream"),
         ("GET", "/v1/executions/{id}/attempts/{idx}/stream/tail"),
         ("GET", "/v1/executions/{id}/attempts/{idx}/summary"),
+        ("POST", "/v1/flows"), ("GET", "/v1/flows/{id}"), ("GET", "/v1/flows/{id}/members"),
+        ("POST", "/v1/flows/{id}/members"),
+        ("PUT", "/v1/flows/{id}/members/{execution_id}/edge-group"),
+        ("POST", "/v1/flows/{id}/edges"), ("POST", "/v1/flows/{id}/edges/apply"),
+        ("POST", "/v1/flows/{id}/cancel"),
     }
     assert "security" not in document
 

@@ -1,6 +1,6 @@
 """The ff REST API: every route the Server offers, one thin handler each, one module
-per area (`executions`, `lanes`, `workers`, `waitpoints`, `streams`, `health`; a new area
-adds its module to `AREAS`).
+per area (`executions`, `lanes`, `flows`, `workers`, `waitpoints`, `streams`, `health`; a
+new area adds its module to `AREAS`).
 
     app = build_app(server)                # router + token + CORS from server.config
     port = await nursery.start(serve_http, app, "0.0.0.0", 9090)
@@ -24,7 +24,7 @@ from ff.http._router import Router
 from ff.http.openapi import openapi_handler
 from ff.server import Server
 
-from . import executions, health, lanes, streams, waitpoints, workers
+from . import executions, flows, health, lanes, streams, waitpoints, workers
 from ._common import EXECUTIONS_CLAIMED, EXECUTIONS_COMPLETED, EXECUTIONS_CREATED, route_adder
 
 __all__ = [
@@ -35,7 +35,7 @@ __all__ = [
     "build_router",
 ]
 
-AREAS = (executions, lanes, workers, waitpoints, streams, health)
+AREAS = (executions, lanes, flows, workers, waitpoints, streams, health)
 
 
 def build_router(server: Server, *, bearer_auth: bool = False) -> Router:
