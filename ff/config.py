@@ -37,6 +37,9 @@ class ScannerIntervals(msgspec.Struct, frozen=True):
     cancel_reconciler: float = 15.0
     edge_cancel_dispatcher: float = 1.0
     edge_cancel_reconciler: float = 10.0
+    budget_reset: float = 15.0
+    budget_reconciler: float = 30.0
+    quota_reconciler: float = 30.0
 
 
 # (field, variable, unit divisor to seconds)
@@ -55,6 +58,9 @@ _INTERVAL_VARS = (
     ("cancel_reconciler", "FF_CANCEL_RECONCILER_INTERVAL_S", 1),
     ("edge_cancel_dispatcher", "FF_EDGE_CANCEL_DISPATCHER_INTERVAL_S", 1),
     ("edge_cancel_reconciler", "FF_EDGE_CANCEL_RECONCILER_INTERVAL_S", 1),
+    ("budget_reset", "FF_BUDGET_RESET_INTERVAL_S", 1),
+    ("budget_reconciler", "FF_BUDGET_RECONCILER_INTERVAL_S", 1),
+    ("quota_reconciler", "FF_QUOTA_RECONCILER_INTERVAL_S", 1),
 )
 
 

@@ -5,7 +5,8 @@ asks the lane's home partition (where solo executions of the lane live) first, t
 window of up to 32 partitions that starts at a per-worker offset and rotates every 250 ms,
 so workers spread out and every partition is reached within a few windows. One FCALL per
 partition grants the first execution the worker may take (lost leases first, then
-eligible work).
+eligible work). An execution that carries budgets or a quota goes through
+`ff.admission` between its grant and its lease, on both paths.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
+import msgspec
 import trio
 
-from ff.core.errors import ContentionError, ValidationError
+from ff.admission import Admission, Attachments
+from ff.core.errors import ContentionError, FFError, ValidationError
 from ff.core.ids import validate_lane, validate_worker_id
 from ff.core.keys import IndexKeys
 from ff.core.limits import GRANT_TTL_MAX_MS, GRANT_TTL_MIN_MS
@@ -29,6 +32,10 @@ from ff.script.library import FunctionLibrary
 
 MAX_PARTITIONS_PER_SCAN = 32
 ROTATION_WINDOW_MS = 250
+# Executions refused admission one partition may offer in a row before the next is asked.
+ADMISSION_TRIES = 4
+# Grant TTL of the one-call path's admission stop: admission plus the claim fit well within.
+ADMISSION_GRANT_TTL_MS = 5_000
 
 T = TypeVar("T")
 
@@ -48,6 +55,7 @@ class Scheduler:
         self.max_partitions_per_scan = max_partitions_per_scan
         self._window = -1
         self._cursor = 0
+        self.admission = Admission(client, library, partitions)
 
     def window(self, worker_instance_id: str) -> list[int]:
         """This worker's rotating window of partitions (other workers start elsewhere)."""
@@ -105,10 +113,16 @@ class Scheduler:
         check_grant_ttl(grant_ttl_ms)
 
         async def grant_in(partition: int) -> ClaimGrant | None:
-            return await scheduling_fns.issue_grant_for_next(
-                self.library, partition, lane_id=lane_id, worker_id=worker_id,
-                worker_instance_id=worker_instance_id, grant_ttl_ms=grant_ttl_ms,
-                worker_caps_csv=caps_csv)
+            for _ in range(ADMISSION_TRIES):
+                nxt = await scheduling_fns.issue_grant_for_next(
+                    self.library, partition, lane_id=lane_id, worker_id=worker_id,
+                    worker_instance_id=worker_instance_id, grant_ttl_ms=grant_ttl_ms,
+                    worker_caps_csv=caps_csv)
+                if nxt is None:
+                    return None
+                if await self._admit(nxt):
+                    return nxt.grant
+            return None
 
         return await self._first(lane_id, worker_instance_id, grant_in)
 
@@ -127,13 +141,36 @@ class Scheduler:
         caps_csv = self._validate(lane_id, worker_id, worker_instance_id, capabilities)
 
         async def lease_in(partition: int) -> LeaseHandle | None:
-            return await scheduling_fns.claim_next(
-                self.library, partition, lane_id=lane_id, worker_id=worker_id,
-                worker_instance_id=worker_instance_id, worker_caps_csv=caps_csv,
-                lease_id=str(uuid.uuid4()), lease_ttl_ms=lease_ttl_ms,
-                attempt_id=str(uuid.uuid4()))
+            for _ in range(ADMISSION_TRIES):
+                got = await scheduling_fns.claim_next(
+                    self.library, partition, lane_id=lane_id, worker_id=worker_id,
+                    worker_instance_id=worker_instance_id, worker_caps_csv=caps_csv,
+                    lease_id=str(uuid.uuid4()), lease_ttl_ms=lease_ttl_ms,
+                    attempt_id=str(uuid.uuid4()), grant_ttl_ms=ADMISSION_GRANT_TTL_MS)
+                if not isinstance(got, scheduling_fns.NextGrant):
+                    return got
+                if await self._admit(got):
+                    return await self._lease_admitted(got, worker_id, worker_instance_id,
+                                                      lease_ttl_ms)
+            return None
 
         return await self._first(lane_id, worker_instance_id, lease_in)
+
+    async def _admit(self, nxt: scheduling_fns.NextGrant) -> bool:
+        """Budget and quota admission for a granted execution (blocked when refused)."""
+        attached = Attachments.of(nxt.grant.execution_id, nxt.budget_ids, nxt.quota_policy_id)
+        return not attached or await self.admission.admit(attached)
+
+    async def _lease_admitted(self, nxt: scheduling_fns.NextGrant, worker_id: str,
+                              worker_instance_id: str, lease_ttl_ms: int) -> LeaseHandle:
+        """The lease for an admitted grant; the quota slot goes back if the claim fails."""
+        try:
+            return await lease_from_grant(self.library, nxt.grant, worker_id=worker_id,
+                                          worker_instance_id=worker_instance_id,
+                                          lease_ttl_ms=lease_ttl_ms)
+        except FFError:
+            await self.admission.release(nxt.grant.execution_id, nxt.quota_policy_id)
+            raise
 
 
 def check_grant_ttl(grant_ttl_ms: int) -> None:
@@ -165,10 +202,14 @@ async def lease_from_grant(
                            lease_ttl_ms=lease_ttl_ms, attempt_id=attempt_id)
 
     if grant.kind == "reclaim":
-        return await take(lease_fns.reclaim_execution)
-    try:
-        return await take(lease_fns.claim_execution)
-    except ContentionError as exc:
-        if exc.code != "use_claim_resumed_execution":
-            raise
-    return await take(lease_fns.claim_resumed_execution)
+        lease = await take(lease_fns.reclaim_execution)
+    else:
+        try:
+            lease = await take(lease_fns.claim_execution)
+        except ContentionError as exc:
+            if exc.code != "use_claim_resumed_execution":
+                raise
+            lease = await take(lease_fns.claim_resumed_execution)
+    if grant.quota_policy_id:
+        return msgspec.structs.replace(lease, quota_policy_id=grant.quota_policy_id)
+    return lease

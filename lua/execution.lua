@@ -1,6 +1,6 @@
 -- Execution lifecycle: create, complete, fail (with retry), cancel, delay, expire,
 -- replay, tags and the retention purge.
--- @requires util, facts, record, lease, flow
+-- @requires util, facts, record, lease, flow, budget
 
 local fmt, ok, already, err = util.fmt, util.ok, util.already, util.err
 local is_set, to_int, arg_int, bad_number = util.is_set, util.to_int, util.arg_int, util.bad_number
@@ -16,6 +16,7 @@ local end_attempt, finish, load_policy = record.end_attempt, record.finish, reco
 local leave_terminal = record.leave_terminal
 local holder_check, already_ended_by_caller = lease.holder_check, lease.already_ended_by_caller
 local replay_skipped = flow.replay_skipped
+local attachment_fields = budget.attachment_fields
 
 -- Validates the policy JSON the way the Python Structs do for the fields Lua relies on.
 -- Returns decoded policy (or {}), required caps CSV, or nil + error reply.
@@ -96,6 +97,8 @@ redis.register_function('ff_create_execution', function(keys, args)
   if redis.call('EXISTS', keys[1]) == 1 then return {1, 'DUPLICATE', eid} end
   local policy, caps, bad = check_policy(args[7])
   if not policy then return bad end
+  local attached, bad_ids = attachment_fields(policy)
+  if not attached then return bad_ids end
   local tags = decode_json(args[13])
 
   local now = now_ms()
@@ -120,6 +123,7 @@ redis.register_function('ff_create_execution', function(keys, args)
     fields[#fields + 1] = 'required_capabilities'
     fields[#fields + 1] = caps
   end
+  for _, v in ipairs(attached) do fields[#fields + 1] = v end
   if delayed then
     write_state(ctx, {lifecycle_phase = 'runnable', ownership_state = 'unowned',
       eligibility_state = 'not_eligible_until_time', blocking_reason = 'waiting_for_delay',

@@ -3,12 +3,13 @@
 -- (all_of, any_of, quorum k), edges applied to children, dependency resolution with data
 -- passing, skip cascade and sibling cancel groups, flow cancel with its durable backlog,
 -- flow tags, and the replay of a skipped member.
--- @requires util, facts, record
+-- @requires util, facts, record, budget
 
 local fmt, ok, already, err = util.fmt, util.ok, util.already, util.err
 local is_set, to_int, arg_int, hgetall = util.is_set, util.to_int, util.arg_int, util.hgetall
 local tag_of, now_ms, exec_key, idx_key = util.tag_of, util.now_ms, util.exec_key, util.idx_key
 local lane_key = util.lane_key
+local merge_ids = budget.merge_ids
 local load_exec, write_state, add_eligible = record.load_exec, record.write_state,
   record.add_eligible
 local end_attempt, close_stream, finish = record.end_attempt, record.close_stream, record.finish
@@ -220,6 +221,7 @@ end
 --   ARGV[1] flow_id
 --   ARGV[2] flow_kind
 --   ARGV[3] namespace
+--   ARGV[4] budget_ids (CSV; every member added later carries them too)
 --   Reply   OK(flow_id) | ALREADY_SATISFIED(flow_id)
 --   Errors  invalid_input
 redis.register_function('ff_create_flow', function(keys, args)
@@ -230,6 +232,7 @@ redis.register_function('ff_create_flow', function(keys, args)
   redis.call('HSET', keys[1], 'flow_id', fid, 'flow_kind', args[2] or '',
     'namespace', args[3] or '', 'graph_revision', '0', 'node_count', '0', 'edge_count', '0',
     'public_flow_state', 'open', 'created_at', now, 'last_mutation_at', now)
+  if is_set(args[4]) then redis.call('HSET', keys[1], 'budget_ids', args[4]) end
   redis.call('SADD', keys[2], fid)
   return ok(fid)
 end)
@@ -242,6 +245,7 @@ end)
 --   ARGV[3] hold ("1": a member that has not started is held in waiting_children until
 --           an applied edge releases it, so it cannot run before its edges exist; a
 --           delay it had is dropped)
+--   The flow's budget_ids are added to the member's.
 --   Reply   OK(execution_id, node_count) | ALREADY_SATISFIED(execution_id, node_count)
 --   Errors  invalid_input (partition mismatch), flow_not_found, flow_already_terminal,
 --           execution_not_found, execution_already_in_flow(other flow_id)
@@ -266,6 +270,9 @@ redis.register_function('ff_add_execution_to_flow', function(keys, args)
   local now = now_ms()
   redis.call('SADD', members, eid)
   redis.call('HSET', keys[2], 'flow_id', fid, 'last_mutation_at', fmt(now))
+  if is_set(flow.budget_ids) then
+    redis.call('HSET', keys[2], 'budget_ids', merge_ids(ctx.core.budget_ids, flow.budget_ids))
+  end
   redis.call('HSET', ctx.k('deps:meta'), 'flow_id', fid)
   bump_revision(keys[1], 'node_count', now)
   if args[3] == '1' and ctx.core.lifecycle_phase == 'runnable'

@@ -170,6 +170,16 @@ redis.register_function('ff_issue_grant_for_next', function(keys, args)
   return {1, 'EMPTY', fmt(total_blocked)}
 end)
 
+-- An execution with budgets or a quota is admitted outside this partition first.
+local function needs_admission(core)
+  return is_set(core.budget_ids) or is_set(core.quota_policy_id)
+end
+
+local function admission_grant(ctx, g, mode, now)
+  return {1, 'ADMIT', ctx.eid, fmt(write_grant(ctx, g, now)), mode, ctx.core.budget_ids or '',
+    ctx.core.quota_policy_id or ''}
+end
+
 -- ff_claim_next: grant and lease in one step, for a worker that runs the scheduler
 -- itself. Takes the first reclaimable, else eligible, execution this worker may run
 -- (same choice as ff_issue_grant_for_next) and claims it at once: a reclaim, a resume of
@@ -183,9 +193,14 @@ end)
 --   ARGV[5] lease_ttl_ms
 --   ARGV[6] attempt_id
 --   ARGV[7] scan_limit (1..100)
+--   ARGV[8] lane_id
+--   ARGV[9] grant_ttl_ms (for ADMIT)
 --   Reply   OK(<the lease reply of grant_lease>) or EMPTY(blocked_count) when nothing
---           here can be taken. A reclaimable execution past its reclaim cap is failed
---           on the way (max_reclaims_exceeded).
+--           here can be taken, or ADMIT(execution_id, grant_expires_at, kind,
+--           budget_ids, quota_policy_id) for an execution that carries budgets or a
+--           quota: a grant is written instead of a lease, and the caller runs admission
+--           before claiming with it. A reclaimable execution past its reclaim cap is
+--           failed on the way (max_reclaims_exceeded).
 --   Errors  invalid_input, invalid_capabilities
 redis.register_function('ff_claim_next', function(keys, args)
   local p, bad = lease_params(args[1], args[2], args[4], args[5], args[6])
@@ -195,12 +210,18 @@ redis.register_function('ff_claim_next', function(keys, args)
   local limit = scan_limit(args[7])
   if not limit then return err('invalid_input', 'scan_limit must be 1..100') end
   local caps = args[3] or ''
+  local g = {worker_id = args[1], wiid = args[2], lane = args[8] or '', cap_hash = '',
+    ttl = arg_int(args[9]), route = '', admission = '', caps = caps}
+  if g.ttl == nil or g.ttl < facts.GRANT_TTL_MIN_MS or g.ttl > facts.GRANT_TTL_MAX_MS then
+    return err('invalid_input', 'grant_ttl_ms out of range: ' .. tostring(args[9]))
+  end
   local now = now_ms()
   local reply, ctx, blocked
   for _ = 1, limit do
     ctx = first_takeable(keys[1], 'reclaim', caps, limit, now)
     if not ctx then break end
     if not fail_if_reclaim_cap_hit(ctx, now) then
+      if needs_admission(ctx.core) then return admission_grant(ctx, g, 'reclaim', now) end
       reply = reclaim_lease(ctx, p, now)
       break
     end
@@ -208,6 +229,7 @@ redis.register_function('ff_claim_next', function(keys, args)
   if not reply then
     ctx, blocked = first_takeable(keys[2], 'claim', caps, limit, now)
     if not ctx then return {1, 'EMPTY', fmt(blocked)} end
+    if needs_admission(ctx.core) then return admission_grant(ctx, g, 'claim', now) end
     if ctx.core.attempt_state == 'attempt_interrupted' then
       reply = resume_claim(ctx, p, now)
     else
@@ -357,6 +379,7 @@ end)
 --   ARGV[2] blocking_reason (a key of facts.BLOCKS: waiting_for_budget |
 --           waiting_for_quota | waiting_for_capable_worker | paused_by_operator)
 --   ARGV[3] blocking_detail
+--   A claim grant the scheduler issued before refusing admission is deleted.
 --   Reply   OK('blocked') | ALREADY_SATISFIED('not_eligible')
 --   Errors  execution_not_found, invalid_blocking_reason
 redis.register_function('ff_block_execution_for_admission', function(keys, args)
@@ -366,6 +389,7 @@ redis.register_function('ff_block_execution_for_admission', function(keys, args)
   if not is_claimable(ctx.core) then
     return already('not_eligible')
   end
+  redis.call('DEL', ctx.k('claim_grant'))
   block(ctx, args[2], args[3] or '', now_ms())
   return ok('blocked')
 end)

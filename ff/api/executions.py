@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from ff.admission import require_attachments
 from ff.api._parts import ServerParts
 from ff.core.errors import NotFoundError, ValidationError
 from ff.core.ids import ExecutionId, validate_lane
@@ -55,6 +56,10 @@ class ExecutionsApi(ServerParts):
         policy = decode_policy(msgspec.to_builtins(args.policy)) if args.policy else None
         if policy is not None:
             capabilities_csv(policy.required_capabilities(), "required")
+            budgets, quota = policy.admission_ids()
+            await require_attachments(self._client, partitions, budgets, quota)
+            policy = msgspec.structs.replace(policy, budget_ids=budgets or None,
+                                             quota_policy_id=quota)
         delay_until = args.delay_until
         if delay_until is None and policy is not None:
             delay_until = policy.delay_until

@@ -14,6 +14,7 @@ import logging
 import msgspec
 import trio
 
+from ff.admission import require_attachments
 from ff.api.executions import ExecutionsApi
 from ff.core.errors import NotFoundError, ValidationError, error_for_code
 from ff.core.flow_records import (
@@ -47,6 +48,8 @@ from ff.core.ids import ExecutionId, new_uuid, parse_uuid
 from ff.core.keys import ExecKeys, FlowKeys
 from ff.core.millis import MAX_MILLIS
 from ff.core.partitions import flow_tag
+from ff.core.policy import ExecutionPolicy
+from ff.core.records import CreateExecutionArgs
 from ff.engine.flows import cancel_flow_members, settle
 from ff.script import execution as execution_fns
 from ff.script import flow as flow_fns
@@ -56,6 +59,17 @@ log = logging.getLogger("ff.flows")
 
 DISPATCH_DRAIN_S = 15.0
 MEMBER_READ_CHUNK = 500
+
+
+def with_budgets(spec: CreateExecutionArgs, budget_ids: list[str]) -> CreateExecutionArgs:
+    """A member's spec carrying the flow's budgets too, so it is never claimable without
+    them (adding it to the flow writes the same union)."""
+    if not budget_ids:
+        return spec
+    policy = spec.policy or ExecutionPolicy()
+    merged = list(dict.fromkeys([*(policy.budget_ids or ()), *budget_ids]))
+    return msgspec.structs.replace(
+        spec, policy=msgspec.structs.replace(policy, budget_ids=merged))
 
 
 def _same(path_value: str, body_value: str | None, what: str) -> None:
@@ -82,8 +96,10 @@ class FlowsApi(ExecutionsApi):
 
     async def create_flow(self, args: CreateFlowArgs) -> CreateFlowResult:
         keys = self._flow_keys(args.flow_id or new_uuid())
+        budgets = list(dict.fromkeys(parse_uuid(b, "budget_ids[]") for b in args.budget_ids or ()))
+        await require_attachments(self._client, self._config.partitions, budgets, None)
         created = await flow_fns.create_flow(self.library, keys, flow_kind=args.flow_kind,
-                                             namespace=args.namespace)
+                                             namespace=args.namespace, budget_ids=budgets)
         body = FlowIdBody(keys.flow_id)
         return CreateFlowResult(Created=body) if created else CreateFlowResult(
             AlreadySatisfied=body)
@@ -98,8 +114,8 @@ class FlowsApi(ExecutionsApi):
             raise ValidationError("invalid_input", "give exactly one of execution_id, execution")
         created = None
         if args.execution is not None:
-            await self._require_open_flow(keys)
-            spec = args.execution
+            flow_budgets = await self._require_open_flow(keys)
+            spec = with_budgets(args.execution, flow_budgets)
             eid = self._member_id(keys, spec.execution_id) if spec.execution_id else (
                 ExecutionId.for_flow(keys.flow_id, self._config.partitions))
             if args.hold:  # not claimable between its creation and the hold
@@ -122,12 +138,15 @@ class FlowsApi(ExecutionsApi):
             return AddExecutionToFlowResult(Added=AddedBody(eid, added.node_count))
         return AddExecutionToFlowResult(AlreadyMember=AlreadyMemberBody(eid, added.node_count))
 
-    async def _require_open_flow(self, keys: FlowKeys) -> None:
-        state = await self._client.execute("HGET", keys.core, "public_flow_state")
+    async def _require_open_flow(self, keys: FlowKeys) -> list[str]:
+        """The open flow's budget ids."""
+        state, budgets = await self._client.execute(
+            "HMGET", keys.core, "public_flow_state", "budget_ids")
         if state is None:
             raise NotFoundError("flow_not_found", keys.flow_id)
         if text(state) != "open":
             raise error_for_code("flow_already_terminal", text(state))
+        return [b for b in text(budgets or b"").split(",") if b]
 
     async def stage_dependency_edge(self, flow_id: str, args: StageDependencyEdgeArgs
                                     ) -> StageDependencyEdgeResult:

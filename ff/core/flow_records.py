@@ -13,6 +13,7 @@ from typing import Literal
 import msgspec
 
 from ff.core.millis import Millis
+from ff.core.policy import BudgetIds
 from ff.core.records import CreateExecutionArgs
 
 CancellationPolicy = Literal["cancel_all", "cancel_pending", "flow_only"]
@@ -21,10 +22,13 @@ OnSatisfied = Literal["let_run", "cancel_remaining"]
 
 
 class CreateFlowArgs(msgspec.Struct, kw_only=True):
+    """`budget_ids` (ours): budgets every member added to the flow carries."""
+
     flow_id: str | None = None
     flow_kind: str = ""
     namespace: str = "default"
     now: Millis | None = None
+    budget_ids: BudgetIds | None = None
 
 
 class AddExecutionToFlowArgs(msgspec.Struct, kw_only=True):

@@ -8,7 +8,7 @@ the two must stay in step (tests/engine/test_keys_written.py checks what Lua wri
 
 from __future__ import annotations
 
-from ff.core.partitions import flow_tag
+from ff.core.partitions import budget_tag, flow_tag, quota_tag
 
 CONFIG_PARTITIONS = "ff:config:partitions"
 LANES = "ff:idx:{lanes}"
@@ -237,3 +237,74 @@ class WorkerKeys:
 
     def caps(self, worker_instance_id: str) -> str:
         return f"ff:worker:{{{self.namespace}}}:{worker_instance_id}:caps"
+
+
+class BudgetKeys:
+    """Keys of one budget on its `{b:M}` partition."""
+
+    __slots__ = ("budget_id", "def_", "partition", "tag")
+
+    def __init__(self, budget_id: str, partition: int) -> None:
+        self.budget_id = budget_id
+        self.partition = partition
+        self.tag = budget_tag(partition)
+        self.def_ = f"ff:budget:{self.tag}:{budget_id}"
+
+    @property
+    def limits(self) -> str:
+        return self.def_ + ":limits"
+
+    @property
+    def usage(self) -> str:
+        return self.def_ + ":usage"
+
+    @property
+    def resets(self) -> str:
+        return budget_resets_index(self.partition)
+
+    @property
+    def policies(self) -> str:
+        return budget_policies_index(self.partition)
+
+
+class QuotaKeys:
+    """Keys of one quota policy on its `{q:K}` partition."""
+
+    __slots__ = ("def_", "partition", "quota_policy_id", "tag")
+
+    def __init__(self, quota_policy_id: str, partition: int) -> None:
+        self.quota_policy_id = quota_policy_id
+        self.partition = partition
+        self.tag = quota_tag(partition)
+        self.def_ = f"ff:quota:{self.tag}:{quota_policy_id}"
+
+    @property
+    def window(self) -> str:
+        return self.def_ + ":window:default"
+
+    @property
+    def concurrency(self) -> str:
+        return self.def_ + ":concurrency"
+
+    @property
+    def admitted_set(self) -> str:
+        return self.def_ + ":admitted_set"
+
+    def admitted(self, eid: str) -> str:
+        return f"{self.def_}:admitted:{eid}"
+
+    @property
+    def policies(self) -> str:
+        return quota_policies_index(self.partition)
+
+
+def budget_policies_index(partition: int) -> str:
+    return f"ff:idx:{budget_tag(partition)}:budget_policies"
+
+
+def budget_resets_index(partition: int) -> str:
+    return f"ff:idx:{budget_tag(partition)}:budget_resets"
+
+
+def quota_policies_index(partition: int) -> str:
+    return f"ff:idx:{quota_tag(partition)}:quota_policies"

@@ -50,3 +50,17 @@ CYCLE_CHECK_MAX_NODES = 1000
 # Edges one resolution call (with its skip cascade) settles; the rest are left to the
 # completion notifications of the skipped members and the dependency reconciler.
 RESOLVE_MAX_EDGES = 5000
+
+# Budgets: at most this many dimensions each; a limit or a reported amount is an integer
+# in 0..BUDGET_AMOUNT_MAX (a limit of 0 means unlimited); a usage dedup key lives 24 h.
+BUDGET_DIMENSIONS_MAX = 64
+BUDGET_AMOUNT_MAX = 10**15
+BUDGET_DEDUP_TTL_MS = 24 * 3600 * 1000
+# Quotas: a window of 0 seconds means this default; limits are 0 (unlimited) or more, up to
+# QUOTA_LIMIT_MAX; a refused admission's retry hint gets up to this much random jitter.
+QUOTA_WINDOW_DEFAULT_S = 60
+QUOTA_WINDOW_MAX_S = 86_400
+QUOTA_LIMIT_MAX = 1_000_000
+QUOTA_RETRY_JITTER_MS = 50
+# Budgets one execution (or flow) may carry.
+BUDGET_IDS_PER_EXECUTION_MAX = 16

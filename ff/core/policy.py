@@ -13,13 +13,17 @@ from typing import Annotated
 import msgspec
 
 from ff.core.errors import ValidationError
+from ff.core.ids import parse_uuid
 from ff.core.limits import (
+    BUDGET_IDS_PER_EXECUTION_MAX,
     CAPS_MAX_BYTES,
     CAPS_MAX_TOKENS,
     POLICY_COUNT_MAX,
     STREAM_RETENTION_MAXLEN_MAX,
 )
 from ff.core.millis import Millis
+
+BudgetIds = Annotated[list[str], msgspec.Meta(max_length=BUDGET_IDS_PER_EXECUTION_MAX)]
 
 # Retries, reclaims, replays, signals: whole numbers from 0 to POLICY_COUNT_MAX.
 Count = Annotated[int, msgspec.Meta(ge=0, le=POLICY_COUNT_MAX)]
@@ -80,7 +84,8 @@ class ExecutionPolicy(_Policy):
     max_reclaim_count: Count | None = None
     suspension_policy: SuspensionPolicy | None = None
     max_replay_count: Count | None = None
-    budget_ids: list[str] | None = None
+    budget_ids: BudgetIds | None = None
+    quota_policy_id: str | None = None
     routing_requirements: RoutingRequirements | None = None
     dedup_window_ms: Millis | None = None
     stream_policy: StreamPolicy | None = None
@@ -89,6 +94,12 @@ class ExecutionPolicy(_Policy):
     def required_capabilities(self) -> list[str]:
         routing = self.routing_requirements
         return list(routing.required_capabilities) if routing else []
+
+    def admission_ids(self) -> tuple[list[str], str | None]:
+        """The attached budget ids (normalised, duplicates dropped) and quota policy id."""
+        budgets = list(dict.fromkeys(parse_uuid(b, "budget_ids[]") for b in self.budget_ids or ()))
+        quota = self.quota_policy_id
+        return budgets, parse_uuid(quota, "quota_policy_id") if quota else None
 
 
 _decoder = msgspec.json.Decoder(ExecutionPolicy)

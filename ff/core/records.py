@@ -31,6 +31,8 @@ class ClaimGrant(msgspec.Struct, frozen=True):
     expires_at_ms: Millis
     lane_id: str = ""
     kind: str = "claim"
+    # Ours: the quota the execution was admitted under, so the worker releases its slot.
+    quota_policy_id: str | None = None
 
 
 class ResumeSignal(msgspec.Struct, frozen=True):
@@ -69,6 +71,8 @@ class LeaseHandle(msgspec.Struct, frozen=True):
     priority: int
     tags: dict[str, str]
     resume_signals: list[ResumeSignal] = msgspec.field(default_factory=list)
+    # Set by the scheduler (not the library): the quota whose slot this lease holds.
+    quota_policy_id: str = ""
 
 
 class ExecutionInfo(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -8,10 +8,13 @@ the library function that re-checks and acts on them.
 | attempt_timeout    | ff:idx:{fp:N}:attempt_timeout           | ff_expire_execution           |
 | execution_deadline | ff:idx:{fp:N}:execution_deadline        | ff_expire_execution           |
 | unblock            | ff:idx:{fp:N}:lane:<lane>:blocked:route | ff_unblock_execution          |
+|                    | (and :blocked:budget, :blocked:quota)   |                               |
 | retention_trimmer  | ff:idx:{fp:N}:lane:<lane>:terminal      | ff_purge_execution            |
 | index_reconciler   | ff:idx:{fp:N}:all_executions            | ff_reconcile_indexes          |
 
-The waitpoint scanners (suspension_timeout, pending_wp_expiry) are in `ff.engine.waitpoints`.
+The waitpoint scanners (suspension_timeout, pending_wp_expiry) are in `ff.engine.waitpoints`,
+the budget and quota scanners (and the unblock scanner's part for them) in
+`ff.engine.admission`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,12 @@ from abc import abstractmethod
 
 from ff import metrics
 from ff.core.keys import ExecKeys, IndexKeys, WorkerKeys
+from ff.engine.admission import (
+    BudgetReconciler,
+    BudgetResetScanner,
+    QuotaReconciler,
+    unblock_admitted,
+)
 from ff.engine.flows import FLOW_SCANNER_TYPES
 from ff.engine.runner import Scanner, pipelined
 from ff.script import execution as execution_fns
@@ -143,12 +152,16 @@ class RetentionTrimmer(_DueScanner):
 class UnblockScanner(Scanner):
     """Brings route-blocked executions back once a live worker in their namespace has
     every required capability. Fails open: if worker capabilities cannot be read, the
-    execution is unblocked and the scheduler re-blocks it if needed."""
+    execution is unblocked and the scheduler re-blocks it if needed. Budget- and
+    quota-blocked executions: `ff.engine.admission.unblock_admitted` (fails closed)."""
 
     name = "unblock"
     batch = 100
 
     async def cycle(self, now_ms: int) -> int:
+        return await self._route_cycle() + await unblock_admitted(self, now_ms)
+
+    async def _route_cycle(self) -> int:
         lanes = await self.engine.known_lanes()
         targets = [
             (IndexKeys(p).lane(lane, "blocked:route"), lane)
@@ -247,5 +260,8 @@ SCANNER_TYPES: tuple[type[Scanner], ...] = (
     UnblockScanner,
     RetentionTrimmer,
     IndexReconciler,
+    BudgetResetScanner,
+    BudgetReconciler,
+    QuotaReconciler,
     *FLOW_SCANNER_TYPES,
 )

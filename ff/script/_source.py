@@ -111,7 +111,7 @@ def facts() -> dict[str, object]:
             "multiplier": policy.ExponentialBackoff().multiplier,
         },
         **{name: getattr(limits, name) for name in dir(limits)
-           if name.startswith(("STREAM_", "SUMMARY_"))},
+           if name.startswith(("STREAM_", "SUMMARY_", "BUDGET_", "QUOTA_"))},
         "CYCLE_CHECK_MAX_NODES": limits.CYCLE_CHECK_MAX_NODES,
         "RESOLVE_MAX_EDGES": limits.RESOLVE_MAX_EDGES,
     }

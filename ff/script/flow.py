@@ -60,10 +60,10 @@ class GroupAction(msgspec.Struct, frozen=True):
 
 
 async def create_flow(lib: FunctionLibrary, keys: FlowKeys, *, flow_kind: str,
-                      namespace: str) -> bool:
+                      namespace: str, budget_ids: list[str] | None = None) -> bool:
     """True if this call created the flow (False: it existed)."""
     reply = await lib.call("ff_create_flow", (keys.core, IndexKeys(keys.tag).flow_index),
-                           (keys.flow_id, flow_kind, namespace))
+                           (keys.flow_id, flow_kind, namespace, ",".join(budget_ids or ())))
     return reply.status == "OK"
 
 

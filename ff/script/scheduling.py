@@ -31,6 +31,25 @@ class _Grant(msgspec.Struct, frozen=True):
     blocked_count: int | None = None
 
 
+class NextGrant(msgspec.Struct, frozen=True):
+    """A grant for the next execution, with the budgets and quota it carries (admission
+    runs before the grant is used when it carries any)."""
+
+    grant: ClaimGrant
+    budget_ids: str = ""
+    quota_policy_id: str = ""
+
+
+def _next_grant(reply_grant: _Grant, partition: int, lane_id: str) -> NextGrant:
+    eid = reply_grant.execution_id
+    return NextGrant(
+        ClaimGrant(execution_id=eid, partition_key=flow_tag(partition),
+                   grant_key=ExecKeys(eid).claim_grant, expires_at_ms=reply_grant.expires_at_ms,
+                   lane_id=lane_id, kind=reply_grant.kind,
+                   quota_policy_id=reply_grant.quota_policy_id or None),
+        reply_grant.budget_ids, reply_grant.quota_policy_id)
+
+
 class PriorityChange(msgspec.Struct, frozen=True):
     old_priority: int
     new_priority: int
@@ -91,7 +110,7 @@ async def issue_reclaim_grant(lib: FunctionLibrary, eid: str, *, worker_id: str,
 
 async def issue_grant_for_next(lib: FunctionLibrary, partition: int, *, lane_id: str,
                                worker_id: str, worker_instance_id: str, grant_ttl_ms: int,
-                               worker_caps_csv: str) -> ClaimGrant | None:
+                               worker_caps_csv: str) -> NextGrant | None:
     """A grant for the first execution of `lane_id` in `partition` this worker may run
     (lost leases first), or None."""
     idx = IndexKeys(partition)
@@ -103,28 +122,27 @@ async def issue_grant_for_next(lib: FunctionLibrary, partition: int, *, lane_id:
     )
     if reply.status == "EMPTY":
         return None
-    grant = reply.into(_Grant)
-    return ClaimGrant(
-        execution_id=grant.execution_id, partition_key=flow_tag(partition),
-        grant_key=ExecKeys(grant.execution_id).claim_grant,
-        expires_at_ms=grant.expires_at_ms, lane_id=lane_id, kind=grant.kind,
-    )
+    return _next_grant(reply.into(_Grant), partition, lane_id)
 
 
 async def claim_next(lib: FunctionLibrary, partition: int, *, lane_id: str, worker_id: str,
                      worker_instance_id: str, worker_caps_csv: str, lease_id: str,
-                     lease_ttl_ms: int, attempt_id: str) -> LeaseHandle | None:
+                     lease_ttl_ms: int, attempt_id: str, grant_ttl_ms: int
+                     ) -> LeaseHandle | NextGrant | None:
     """Grant and lease in one call: the same choice as `issue_grant_for_next`, claimed
-    at once. None when nothing in this partition can be taken."""
+    at once. None when nothing in this partition can be taken; a grant instead of a lease
+    when the execution carries budgets or a quota (admission comes first)."""
     idx = IndexKeys(partition)
     reply = await lib.call(
         "ff_claim_next",
         (idx.lane(lane_id, "reclaimable"), idx.lane(lane_id, "eligible")),
         (worker_id, worker_instance_id, worker_caps_csv, lease_id, lease_ttl_ms, attempt_id,
-         GRANT_SCAN_LIMIT),
+         GRANT_SCAN_LIMIT, lane_id, grant_ttl_ms),
     )
     if reply.status == "EMPTY":
         return None
+    if reply.status == "ADMIT":
+        return _next_grant(reply.into(_Grant), partition, lane_id)
     return reply.into(LeaseHandle)
 
 

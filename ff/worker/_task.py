@@ -19,6 +19,7 @@ import msgspec
 import trio
 
 from ff.core import limits
+from ff.core.budget_records import ReportUsageResult
 from ff.core.conditions import TIMEOUT_BEHAVIORS, plan_condition
 from ff.core.errors import ExecutionNotActiveError, FFError, ValidationError
 from ff.core.ids import new_uuid
@@ -32,6 +33,7 @@ from ff.script import waitpoint as waitpoint_fns
 from ff.script.library import FunctionLibrary
 from ff.transient import is_transient
 from ff.worker._frames import FrameBuffer
+from ff.worker._spend import TaskSpend
 
 log = logging.getLogger("ff.worker")
 
@@ -88,6 +90,7 @@ class ClaimedTask:
         claimed_at: float,
         on_release: Callable[[ClaimedTask], None],
         spawn: Callable[[Callable[[], Awaitable[None]]], None] | None = None,
+        spend: TaskSpend | None = None,
     ) -> None:
         self._library = library
         self.lease = lease
@@ -115,6 +118,7 @@ class ClaimedTask:
         self._scopes: set[trio.CancelScope] = set()
         self._terminal_in_flight = False
         self._spawn = spawn
+        self._spend = spend
         self._frames: FrameBuffer | None = None
         self._frame_errors: list[FFError] = []
         self.ended = False
@@ -231,6 +235,18 @@ class ClaimedTask:
             if exc.code in LOST_CODES:
                 raise self._lose(LeaseLostError(exc.code, exc.detail)) from exc
             raise
+
+    async def report_usage(self, usage: dict[str, int], budget_id: str | None = None,
+                           dedup_key: str | None = None) -> ReportUsageResult:
+        """Adds `usage` (dimension -> amount) to `budget_id`, or to every budget the
+        execution carries. The outcome is `Ok`, `SoftBreach`, `HardBreach` (nothing was
+        added: stop and `fail(..., category="budget_exceeded")`) or `AlreadyApplied`; with
+        several budgets the most severe. The dedup key defaults to one made of the attempt
+        and this report's number within it, so a retry never counts twice."""
+        self._check_usable()
+        if self._spend is None:
+            raise RuntimeError("this task was not claimed through a Worker")
+        return await self._spend.report(usage, budget_id, dedup_key)
 
     async def update_progress(self, pct: int | None = None, message: str = "") -> None:
         """Records progress (0-100) and a message on the execution; not a terminal call."""
@@ -352,7 +368,10 @@ class ClaimedTask:
         try:
             while True:
                 try:
-                    return self._end(name, await call())
+                    reply = self._end(name, await call())
+                    if self._spend is not None:
+                        await self._spend.release()
+                    return reply
                 except (FFError, resp_errors.RespError) as exc:
                     if is_transient(exc):
                         maybe_landed = True

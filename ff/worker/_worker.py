@@ -32,12 +32,14 @@ from typing import Any
 import msgspec
 import trio
 
+from ff.admission import Admission
 from ff.client import HttpClient, HttpError, HttpStatusError
 from ff.core.errors import FFError
 from ff.core.ids import validate_lane, validate_worker_id
 from ff.core.keys import CONFIG_PARTITIONS
 from ff.core.partitions import PartitionConfig
 from ff.core.policy import capabilities_csv
+from ff.core.records import LeaseHandle
 from ff.embedded import URL_FILE
 from ff.log_summary import LogSummary
 from ff.resp import Client
@@ -47,6 +49,7 @@ from ff.script import scheduling as scheduling_fns
 from ff.script.library import FunctionLibrary, text
 from ff.transient import is_transient
 from ff.worker._grants import LeaseSource, SchedulerLeases, ServerGrants, _Identity
+from ff.worker._spend import TaskSpend
 from ff.worker._summary import TaskCounts
 from ff.worker._task import ClaimedTask, LeaseLostError
 
@@ -156,6 +159,7 @@ class Worker:
         self._counts = TaskCounts()
         self._failure_log = LogSummary(log, interval=summary_interval_s or 10.0)
         self._lane_cursor = 0
+        self._admission: Admission | None = None
 
     @classmethod
     def connect(cls, valkey_url: str | None = None, **settings: Any) -> Worker:
@@ -243,16 +247,17 @@ class Worker:
     async def _lease_source(self, stack: AsyncExitStack, cfg: WorkerConfig) -> LeaseSource:
         identity = _Identity(cfg.worker_id, cfg.worker_instance_id or "", cfg.capabilities,
                              cfg.grant_ttl_ms, cfg.lease_ttl_ms)
-        if cfg.server_url:
-            http = await stack.enter_async_context(HttpClient(cfg.server_url,
-                                                              token=cfg.api_token))
-            return ServerGrants(http, self.library, identity)
         raw = await self.client.execute("HGETALL", CONFIG_PARTITIONS)
         stored = {text(k): int(v) for k, v in (raw or {}).items()}
         if not stored:
             log.warning("partition counts not found (no server booted yet?): using "
                         "the defaults", extra={"key": CONFIG_PARTITIONS})
         partitions = PartitionConfig(**stored)
+        self._admission = Admission(self.client, self.library, partitions)
+        if cfg.server_url:
+            http = await stack.enter_async_context(HttpClient(cfg.server_url,
+                                                              token=cfg.api_token))
+            return ServerGrants(http, self.library, identity)
         return SchedulerLeases(Scheduler(self.client, self.library, partitions), identity)
 
     @property
@@ -352,11 +357,17 @@ class Worker:
             task = ClaimedTask(self.library, lease, lease_ttl_ms=self.config.lease_ttl_ms,
                                claimed_at=claimed_at,
                                on_release=partial(self._task_released, holds_slot=holds_slot),
-                               spawn=self._nursery.start_soon)
+                               spawn=self._nursery.start_soon,
+                               spend=self._spend(lease))
             self._tasks.add(task)
             self._nursery.start_soon(task.keep_renewed)
             return task
         return None
+
+    def _spend(self, lease: LeaseHandle) -> TaskSpend:
+        assert self._admission is not None, "set when the lease source was made"
+        return TaskSpend(self._admission, lease.execution_id, lease.attempt_index,
+                         lease.quota_policy_id)
 
     def _task_released(self, task: ClaimedTask, *, holds_slot: bool) -> None:
         self._tasks.discard(task)

@@ -1,0 +1,76 @@
+"""Typed wrappers for the quota functions (lua/quota.lua). Every call names keys of the
+one `{q:K}` partition its policy id hashes to."""
+
+from __future__ import annotations
+
+import msgspec
+
+from ff.core.keys import QuotaKeys
+from ff.script.library import FunctionLibrary
+
+
+class Admission(msgspec.Struct, frozen=True):
+    """`ADMITTED`, `ALREADY_ADMITTED`, `RATE_EXCEEDED` (with `retry_after_ms`) or
+    `CONCURRENCY_EXCEEDED` (with the count and cap)."""
+
+    status: str
+    retry_after_ms: int = 0
+    concurrency: int = 0
+    cap: int = 0
+
+    @property
+    def admitted(self) -> bool:
+        return self.status in ("ADMITTED", "ALREADY_ADMITTED")
+
+
+class _Occupancy(msgspec.Struct, frozen=True):
+    concurrency: int
+    cap: int
+
+
+class QuotaRepair(msgspec.Struct, frozen=True):
+    counter_before: int
+    counter_after: int
+
+
+async def create_quota_policy(lib: FunctionLibrary, keys: QuotaKeys, *, window_seconds: int,
+                              max_requests_per_window: int, max_concurrent: int) -> bool:
+    """True if this call created the policy (False: it existed)."""
+    reply = await lib.call(
+        "ff_create_quota_policy", (keys.def_, keys.concurrency, keys.policies),
+        (keys.quota_policy_id, window_seconds, max_requests_per_window, max_concurrent),
+    )
+    return reply.status == "OK"
+
+
+async def check_admission(lib: FunctionLibrary, keys: QuotaKeys, execution_id: str
+                          ) -> Admission:
+    reply = await lib.call(
+        "ff_check_admission_and_record",
+        (keys.def_, keys.window, keys.concurrency, keys.admitted(execution_id),
+         keys.admitted_set),
+        (execution_id,),
+    )
+    if reply.status == "RATE_EXCEEDED":
+        return Admission(reply.status, retry_after_ms=int(reply.first()))
+    if reply.status == "CONCURRENCY_EXCEEDED":
+        counts = reply.into(_Occupancy)
+        return Admission(reply.status, concurrency=counts.concurrency, cap=counts.cap)
+    return Admission(reply.status)
+
+
+async def release_admission(lib: FunctionLibrary, keys: QuotaKeys, execution_id: str) -> str:
+    """`released`, or `noop` when the execution held no slot."""
+    reply = await lib.call("ff_release_admission",
+                           (keys.admitted(execution_id), keys.admitted_set, keys.concurrency),
+                           (execution_id,))
+    return reply.first()
+
+
+async def reconcile_quota(lib: FunctionLibrary, keys: QuotaKeys) -> QuotaRepair | None:
+    """Trims the window and repairs the counter; None when the policy is gone."""
+    reply = await lib.call("ff_reconcile_quota",
+                           (keys.def_, keys.window, keys.concurrency, keys.admitted_set), ())
+    if reply.first() == "gone":
+        return None
+    return reply.into(QuotaRepair)

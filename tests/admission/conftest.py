@@ -1,0 +1,3 @@
+from tests.engine.conftest import server
+
+__all__ = ["server"]
