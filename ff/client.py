@@ -28,6 +28,17 @@ import h11
 import msgspec
 import trio
 
+from ff.core.budget_records import (
+    BudgetStatus,
+    CreateBudgetArgs,
+    CreateBudgetResult,
+    CreateQuotaPolicyArgs,
+    CreateQuotaPolicyResult,
+    QuotaStatus,
+    ReportUsageArgs,
+    ReportUsageResult,
+    ResetBudgetResult,
+)
 from ff.core.flow_records import (
     AddExecutionToFlowArgs,
     AddExecutionToFlowResult,
@@ -641,3 +652,27 @@ class ApiClient(HttpClient):
 
     async def list_flow_members(self, flow_id: str) -> FlowMembers:
         return await self._call("GET", _flow_path(flow_id, "/members"), FlowMembers)
+
+    async def create_budget(self, args: CreateBudgetArgs) -> CreateBudgetResult:
+        """`Created` (201) or `AlreadySatisfied` (200) with the budget id."""
+        return await self._call("POST", "/v1/budgets", CreateBudgetResult, json=args)
+
+    async def get_budget_status(self, budget_id: str) -> BudgetStatus:
+        return await self._call("GET", f"/v1/budgets/{quote(budget_id, safe='')}",
+                                BudgetStatus)
+
+    async def report_usage(self, budget_id: str, args: ReportUsageArgs) -> ReportUsageResult:
+        answer = await self._call("POST", f"/v1/budgets/{quote(budget_id, safe='')}/usage",
+                                  Any, json=args)
+        return ReportUsageResult.from_wire(answer)
+
+    async def reset_budget(self, budget_id: str) -> ResetBudgetResult:
+        return await self._call("POST", f"/v1/budgets/{quote(budget_id, safe='')}/reset",
+                                ResetBudgetResult)
+
+    async def create_quota_policy(self, args: CreateQuotaPolicyArgs) -> CreateQuotaPolicyResult:
+        return await self._call("POST", "/v1/quotas", CreateQuotaPolicyResult, json=args)
+
+    async def get_quota_policy(self, quota_policy_id: str) -> QuotaStatus:
+        return await self._call("GET", f"/v1/quotas/{quote(quota_policy_id, safe='')}",
+                                QuotaStatus)

@@ -83,6 +83,17 @@ class ReportUsageResult(msgspec.Struct, frozen=True):
     def hard_breach(self) -> bool:
         return self.outcome == "HardBreach"
 
+    @classmethod
+    def from_wire(cls, answer: object) -> ReportUsageResult:
+        """The inverse of `wire`."""
+        if answer in ("Ok", "AlreadyApplied"):
+            return cls(answer)
+        if not isinstance(answer, dict) or len(answer) != 1:
+            raise ValueError(f"not a usage report answer: {answer!r:.200}")
+        [(outcome, body)] = answer.items()
+        limit = body.get("soft_limit", body.get("hard_limit"))
+        return cls(outcome, body["dimension"], body["current_usage"], limit)
+
     def wire(self) -> object:
         """The reference's shape: `"Ok"`, `"AlreadyApplied"`, or
         `{"SoftBreach": {dimension, current_usage, soft_limit}}` /

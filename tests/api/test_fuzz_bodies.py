@@ -64,7 +64,6 @@ CREATE = {
     "creator_identity": "c", "input_payload": "p", "payload_encoding": "e",
     "tags": {"t": "v"},
     "policy": {
-        "budget_ids": ["b"],
         "retry_policy": {"retryable_categories": ["r"]},
         "suspension_policy": {"timeout_behavior": "fail"},
         "routing_requirements": {"required_capabilities": ["cap"], "preferred_locality": "l",
@@ -75,7 +74,7 @@ CREATE = {
 CREATE_FIELDS = [
     ("execution_kind",), ("namespace",), ("lane_id",), ("idempotency_key",),
     ("creator_identity",), ("input_payload",), ("payload_encoding",), ("execution_id",),
-    ("tags", KEY), ("tags", "t"), ("policy", "budget_ids", 0),
+    ("tags", KEY), ("tags", "t"),
     ("policy", "retry_policy", "retryable_categories", 0),
     ("policy", "suspension_policy", "timeout_behavior"),
     ("policy", "routing_requirements", "required_capabilities", 0),

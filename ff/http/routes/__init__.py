@@ -1,5 +1,5 @@
 """The ff REST API: every route the Server offers, one thin handler each, one module
-per area (`executions`, `lanes`, `flows`, `workers`, `waitpoints`, `streams`, `health`; a
+per area (`executions`, `lanes`, `flows`, `workers`, `waitpoints`, `streams`, `budgets`, `health`; a
 new area adds its module to `AREAS`).
 
     app = build_app(server)                # router + token + CORS from server.config
@@ -24,7 +24,7 @@ from ff.http._router import Router
 from ff.http.openapi import openapi_handler
 from ff.server import Server
 
-from . import executions, flows, health, lanes, streams, waitpoints, workers
+from . import budgets, executions, flows, health, lanes, streams, waitpoints, workers
 from ._common import EXECUTIONS_CLAIMED, EXECUTIONS_COMPLETED, EXECUTIONS_CREATED, route_adder
 
 __all__ = [
@@ -35,7 +35,7 @@ __all__ = [
     "build_router",
 ]
 
-AREAS = (executions, lanes, flows, workers, waitpoints, streams, health)
+AREAS = (executions, lanes, flows, workers, waitpoints, streams, budgets, health)
 
 
 def build_router(server: Server, *, bearer_auth: bool = False) -> Router:
