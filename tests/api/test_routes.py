@@ -232,7 +232,7 @@ async def test_claim_route(api: Api, client: ApiClient) -> None:
     assert grant == {"execution_id": eid, "partition_key": ExecutionId.parse(eid).tag,
                      "grant_key": ExecKeys(eid).claim_grant,
                      "expires_at_ms": grant["expires_at_ms"], "lane_id": "default",
-                     "kind": "claim"}
+                     "kind": "claim", "quota_policy_id": None}
 
     gpu = {"routing_requirements": {"required_capabilities": ["gpu"]}}
     wanted = await create(client, policy=gpu)
@@ -297,6 +297,9 @@ async def test_health_metrics_and_openapi(api: Api, client: ApiClient) -> None:
         ("PUT", "/v1/flows/{id}/members/{execution_id}/edge-group"),
         ("POST", "/v1/flows/{id}/edges"), ("POST", "/v1/flows/{id}/edges/apply"),
         ("POST", "/v1/flows/{id}/cancel"),
+        ("POST", "/v1/budgets"), ("GET", "/v1/budgets/{id}"),
+        ("POST", "/v1/budgets/{id}/usage"), ("POST", "/v1/budgets/{id}/reset"),
+        ("POST", "/v1/quotas"), ("GET", "/v1/quotas/{id}"),
     }
     assert "security" not in document
 
