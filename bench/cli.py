@@ -20,6 +20,7 @@ from typing import Any
 
 import trio
 
+from bench import scenario3
 from bench.harness import (
     REPO_ROOT,
     Progress,
@@ -32,8 +33,9 @@ from bench.harness import (
     utc_now,
 )
 
-SCENARIOS = ("scenario1", "scenario2", "scenario4", "scenario6")
+SCENARIOS = ("scenario1", "scenario2", "scenario3", "scenario4", "scenario6")
 SAMPLES_DEFAULT = {"scenario2": 5, "scenario6": 10}
+WORKERS_DEFAULT = {"scenario3": 100}
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
 
 
@@ -50,8 +52,8 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scenario", nargs="?", default="scenario1", choices=SCENARIOS,
                         help="scenario1: submit -> claim -> complete; scenario2: suspend -> "
-                             "signal -> resume; scenario4: linear 10-node flows; scenario6: "
-                             "quorum cancel fan-out")
+                             "signal -> resume; scenario3: 5-minute steady-state soak; "
+                             "scenario4: linear 10-node flows; scenario6: quorum cancel fan-out")
     parser.add_argument("--flows", type=int, default=100,
                         help="scenario4: concurrent 10-node flows (default 100)")
     parser.add_argument("--fanout", type=lambda v: [int(x) for x in v.split(",")],
@@ -62,8 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "scenario6: samples per sibling count (default 10)")
     parser.add_argument("-n", "--tasks", type=int, default=10_000, dest="n",
                         help="executions per measurement (default 10000)")
-    parser.add_argument("-w", "--workers", type=int, default=16,
-                        help="workers/consumers draining the queue (default 16)")
+    parser.add_argument("-w", "--workers", type=int, default=None,
+                        help="workers/consumers draining the queue (default 16; scenario3: "
+                             "100)")
     parser.add_argument("--procs", type=int, default=0,
                         help="run the workers in this many child processes (default 0: in the "
                              "harness process)")
@@ -107,6 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="scenario2: untimed round trips first (default 20)")
     parser.add_argument("--no-progress", action="store_true",
                         help="never draw the progress bar (it is drawn only on a terminal)")
+    scenario3.add_arguments(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -121,6 +125,10 @@ def run_bench_command(args: argparse.Namespace) -> int:
     system that ran was verified, 1 otherwise, 2 on a usage error)."""
     if args.samples is None:
         args.samples = SAMPLES_DEFAULT.get(args.scenario, 1)
+    if args.workers is None:
+        args.workers = WORKERS_DEFAULT.get(args.scenario, 16)
+    if args.scenario == "scenario3":
+        return scenario3.main(args)
     if args.scenario == "scenario2":
         if min(args.samples, args.per_sample) < 1 or args.warmup < 0:
             print("ff bench: --samples and --per-sample must be >= 1", file=sys.stderr)

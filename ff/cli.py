@@ -368,7 +368,8 @@ def _serve(args: argparse.Namespace) -> int:
     from ff.serve import ServeOptions, load_config, run
 
     options = ServeOptions(listen=args.listen, lanes=args.lanes, valkey_url=args.valkey_url,
-                           data_dir=args.data_dir, api_token=args.api_token)
+                           data_dir=args.data_dir, api_token=args.api_token,
+                           allow_public_without_token=args.allow_public_without_token)
     try:
         config = load_config(options)
     except ConfigError as exc:
@@ -394,7 +395,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[Any], A
                     "from FF_* environment variables; flags override them. With no Valkey "
                     "address, a private valkey-server keeps its data under the data dir.")
     serve.add_argument("--listen", metavar="HOST:PORT",
-                       help="address of the HTTP API (FF_LISTEN_ADDR, default 0.0.0.0:9090)")
+                       help="address of the HTTP API (FF_LISTEN_ADDR, default 0.0.0.0:9090 "
+                            "with a token, 127.0.0.1:9090 without)")
     serve.add_argument("--lanes", metavar="A,B", help="lanes to register (FF_LANES)")
     serve.add_argument("--valkey-url", metavar="URL",
                        help="external Valkey (FF_VALKEY_URL); needs FF_WAITPOINT_HMAC_SECRET")
@@ -402,6 +404,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[Any], A
                        help="embedded Valkey data and secret (FF_DATA_DIR, default ./.ff)")
     serve.add_argument("--api-token", metavar="TOKEN",
                        help="require `Authorization: Bearer TOKEN` (FF_API_TOKEN)")
+    serve.add_argument("--allow-public-without-token", action="store_true",
+                       help="serve a non-loopback address with no token "
+                            "(FF_ALLOW_PUBLIC_WITHOUT_TOKEN; refused otherwise)")
     serve.add_argument("--shutdown-grace", type=float, default=10.0, metavar="SECONDS",
                        help="how long in-flight requests may finish on shutdown (default 10)")
     commands["serve"] = _serve

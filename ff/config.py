@@ -7,6 +7,7 @@ A bad value is a `ConfigError` naming the variable; `ff serve` exits with code 1
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -66,7 +67,8 @@ _INTERVAL_VARS = (
 
 class ServerConfig(msgspec.Struct, frozen=True):
     valkey_url: str | None = None
-    listen_host: str = "0.0.0.0"
+    # None: 0.0.0.0 with an API token, 127.0.0.1 without one (secure by default).
+    listen_host: str | None = None
     listen_port: int = 9090
     lanes: tuple[str, ...] = ("default",)
     partitions: PartitionConfig = PartitionConfig()
@@ -83,6 +85,24 @@ class ServerConfig(msgspec.Struct, frozen=True):
     completion_listener: bool = True
     cancel_flow_grace_ms: int = 30_000
     pool_size: int = 4
+    # Serving a non-loopback address without a token needs this explicit opt-in.
+    allow_public_without_token: bool = False
+
+    @property
+    def bind_host(self) -> str:
+        """The address `ff serve` binds: the configured one, else the secure default."""
+        if self.listen_host is not None:
+            return self.listen_host
+        return "0.0.0.0" if self.api_token else "127.0.0.1"
+
+    def check_listen_policy(self) -> None:
+        """Refuse to serve an unauthenticated API beyond loopback unless asked to."""
+        if self.api_token or self.allow_public_without_token or is_loopback(self.bind_host):
+            return
+        raise ConfigError(
+            f"refusing to listen on {self.bind_host} without FF_API_TOKEN: anyone who can "
+            "reach it could use the API; set FF_API_TOKEN, listen on 127.0.0.1, or set "
+            "FF_ALLOW_PUBLIC_WITHOUT_TOKEN=1 (--allow-public-without-token)")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerConfig:
@@ -132,6 +152,7 @@ class ServerConfig(msgspec.Struct, frozen=True):
         if env.get("FF_DATA_DIR"):
             values["data_dir"] = env["FF_DATA_DIR"]
         values["force_lua_reload"] = _flag(env, "FF_FORCE_LUA_RELOAD")
+        values["allow_public_without_token"] = _flag(env, "FF_ALLOW_PUBLIC_WITHOUT_TOKEN")
         intervals = {}
         for field, var, divisor in _INTERVAL_VARS:
             if var in env:
@@ -145,6 +166,17 @@ def parse_listen_addr(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"FF_LISTEN_ADDR: expected host:port, got {value!r}")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and 127.0.0.0/8 or ::1 literals; names other than localhost are
+    not resolved, so they count as public."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def validate_secret(secret: str) -> str:

@@ -62,6 +62,7 @@ class ServeOptions:
     valkey_url: str | None = None
     data_dir: str | None = None
     api_token: str | None = None
+    allow_public_without_token: bool = False
 
 
 def load_config(
@@ -86,6 +87,8 @@ def load_config(
         changes["data_dir"] = options.data_dir
     if options.api_token is not None:
         changes["api_token"] = options.api_token or None
+    if options.allow_public_without_token:
+        changes["allow_public_without_token"] = True
     return msgspec.structs.replace(config, **changes) if changes else config
 
 
@@ -142,6 +145,7 @@ async def _serve_until(
     shutdown_grace: float,
     task_status: trio.TaskStatus[int],
 ) -> None:
+    config.check_listen_policy()
     if config.valkey_url is None:
         log.info("starting embedded valkey",
                  extra={"data_dir": str(Path(config.data_dir).resolve())})
@@ -156,18 +160,18 @@ async def _serve_until(
             log.info("connected to valkey", extra={"url": url})
         app = build_app(server)
         if not server.config.api_token:
-            log.warning("FF_API_TOKEN is not set: the API (results included) is open to "
-                        "anyone who can reach it")
+            log.warning("FF_API_TOKEN is not set: NO AUTHENTICATION; the API (results "
+                        "included) is open to anyone who can reach %s", config.bind_host)
         if stop.is_set():
             return
         async with trio.open_nursery() as http:
             http.start_soon(_refuse_stream_ops_on, stop, server)
             port = await http.start(partial(
-                serve_http, app, config.listen_host, config.listen_port,
+                serve_http, app, config.bind_host, config.listen_port,
                 shutdown=stop, shutdown_grace=shutdown_grace,
             ))
             log.info("HTTP API listening", extra={
-                "address": f"{config.listen_host}:{port}",
+                "address": f"{config.bind_host}:{port}",
                 "lanes": ",".join(server.config.lanes),
                 "partitions": server.partition_config.as_fields(),
             })

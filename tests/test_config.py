@@ -8,7 +8,7 @@ from ff.config import ConfigError, ServerConfig
 def test_defaults() -> None:
     config = ServerConfig.from_env({})
     assert config.valkey_url is None
-    assert (config.listen_host, config.listen_port) == ("0.0.0.0", 9090)
+    assert (config.bind_host, config.listen_port) == ("127.0.0.1", 9090)
     assert config.lanes == ("default",)
     assert config.partitions.num_flow_partitions == 256
     assert config.intervals.lease_expiry == 1.5

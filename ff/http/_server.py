@@ -9,7 +9,7 @@ Timeouts, all per connection:
 - `idle_timeout`: a keep-alive connection with no request in progress is closed.
 - `header_timeout`: once the first byte of a request has arrived, the whole head must follow
   in time, else 408 and close (slow-loris defence). The head is also capped at
-  `max_header_bytes` (431 and close beyond it).
+  `max_header_bytes` and `max_header_count` header lines (431 and close beyond either).
 - `request_timeout` (or the route's own `timeout`): from the end of the head, the body must
   arrive (else 408 and close) and the handler must answer (else 503 `timeout`, retryable).
 - sending a response is bounded by `request_timeout` too, so a client that never reads cannot
@@ -76,6 +76,7 @@ async def serve_http(
     header_timeout: float = 10.0,
     shutdown_grace: float = 10.0,
     max_header_bytes: int = 16 * 1024,
+    max_header_count: int = 100,
     shutdown: trio.Event | None = None,
 ) -> None:
     """Serve `app` on `host:port` until cancelled or until `shutdown` is set.
@@ -95,6 +96,7 @@ async def serve_http(
         idle_timeout=idle_timeout,
         header_timeout=header_timeout,
         max_header_bytes=max_header_bytes,
+        max_header_count=max_header_count,
     )
     try:
         async with trio.open_nursery() as outer:
@@ -133,12 +135,14 @@ class _Server:
         idle_timeout: float,
         header_timeout: float,
         max_header_bytes: int,
+        max_header_count: int,
     ) -> None:
         self.app = app
         self.request_timeout = request_timeout
         self.idle_timeout = idle_timeout
         self.header_timeout = header_timeout
         self.max_header_bytes = max_header_bytes
+        self.max_header_count = max_header_count
         self.draining = False
         self.idle: set[trio.CancelScope] = set()
         self.streaming: set[trio.CancelScope] = set()  # streamed bodies, ended by drain()
@@ -284,6 +288,9 @@ class _Connection:
         """Answer one request; True if the connection can carry the next one."""
         conn = self.h11
         app = self.server.app
+        if len(event.headers) > self.server.max_header_count:
+            await self._send_error(431, "too many request headers")
+            return False
         headers, size = _decode_headers(event.headers)
         if size + len(event.target) > self.server.max_header_bytes:
             # h11 only caps a head that arrives in pieces; one that came whole is checked here.

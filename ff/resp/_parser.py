@@ -81,7 +81,7 @@ class ReplyReader:
                 raise errors.ProtocolError(f"undecodable reply: {exc}") from exc
             self._hiredis = self._new_hiredis()
             self._forget()
-        self._tail = data[-2:] if len(data) > 1 else self._tail[-1:] + data
+        self._tail = (self._tail + data[-2:])[-2:]  # an empty chunk keeps the tail
 
     def _forget(self) -> None:
         self._chunks.clear()

@@ -9,10 +9,11 @@ from __future__ import annotations
 import builtins
 
 # Server error prefixes that describe a transient state: the same command may succeed
-# later (server loading, a script running, a failover or resharding in progress).
+# later (server loading, a script running, a failover or resharding in progress, memory
+# full under `noeviction`: an OOM refusal runs nothing, so repeating it is safe).
 RETRYABLE_PREFIXES = frozenset(
     {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "MOVED", "ASK",
-     "READONLY", "NOREPLICAS"}
+     "READONLY", "NOREPLICAS", "OOM"}
 )
 AUTH_PREFIXES = frozenset({"WRONGPASS", "NOAUTH", "NOPERM"})
 

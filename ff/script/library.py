@@ -161,6 +161,16 @@ def parse_envelope(reply: object) -> Reply:
     raise error_for_code(text(reply[1]), *(text(v) for v in reply[2:]))
 
 
+def _script_error(exc: resp_errors.ResponseError) -> BackendError:
+    """A server error reply to an FCALL as a BackendError; a transient one (OOM under
+    `noeviction`, LOADING, BUSY) is retryable and answers HTTP 503, not 500."""
+    error = BackendError("script_error", str(exc))
+    error.retryable = exc.retryable
+    if exc.retryable:
+        error.status = 503
+    return error
+
+
 def _is_missing_function(exc: resp_errors.ResponseError) -> bool:
     return "function not found" in str(exc).lower()
 
@@ -212,9 +222,7 @@ class FunctionLibrary:
             raw = await self.client.fcall(name, keys, args)
         except resp_errors.ResponseError as exc:
             if not _is_missing_function(exc):
-                error = BackendError("script_error", str(exc))
-                error.retryable = exc.retryable
-                raise error from exc
+                raise _script_error(exc) from exc
             log.warning("function %s missing on the server: reloading the library", name)
             await self.ensure_loaded()
             raw = await self.client.fcall(name, keys, args)
@@ -243,9 +251,7 @@ class FunctionLibrary:
             except FFError as exc:
                 answers.append(exc)
             except resp_errors.ResponseError as exc:
-                error = BackendError("script_error", str(exc))
-                error.retryable = exc.retryable
-                answers.append(error)
+                answers.append(_script_error(exc))
         return answers
 
 

@@ -17,7 +17,7 @@ from ff.core.records import CreateExecutionArgs
 from ff.embedded import EmbeddedServer, free_loopback_port
 from tests.api.test_serve import FF, serve_env, stop, wait_healthy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
 MEMBERS = 400
 
