@@ -61,6 +61,8 @@ class ServerConfig(msgspec.Struct, frozen=True):
     force_lua_reload: bool = False
     scanners_enabled: bool = True
     pool_size: int = 4
+    valkey_cluster: bool = False  # FF_VALKEY_CLUSTER=1: the URL names a cluster node
+    lane_spread: int = 0  # partitions a lane's solo executions spread over; 0: all
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerConfig:
@@ -109,12 +111,20 @@ class ServerConfig(msgspec.Struct, frozen=True):
         if env.get("FF_DATA_DIR"):
             values["data_dir"] = env["FF_DATA_DIR"]
         values["force_lua_reload"] = _flag(env, "FF_FORCE_LUA_RELOAD")
+        values["valkey_cluster"] = cluster_from_env(env)
+        values["lane_spread"] = _int(env, "FF_LANE_SPREAD", 0)
         intervals = {}
         for field, var, divisor in _INTERVAL_VARS:
             if var in env:
                 intervals[field] = _int(env, var, 0) / divisor
         values["intervals"] = ScannerIntervals(**intervals)
         return msgspec.structs.replace(cls(), **values)
+
+
+def cluster_from_env(env: Mapping[str, str] | None = None) -> bool:
+    """`FF_VALKEY_CLUSTER=1`: treat the Valkey URL as a cluster seed node (servers and
+    workers read the same switch; a `redis+cluster://` URL says so by itself)."""
+    return _flag(os.environ if env is None else env, "FF_VALKEY_CLUSTER")
 
 
 def parse_listen_addr(value: str) -> tuple[str, int]:

@@ -65,7 +65,7 @@ def test_exec_keys_match_the_cross_language_corpus(eid: str) -> None:
 
 
 def test_free_function_keys_match_the_corpus() -> None:
-    assert CONFIG_PARTITIONS == "ff:config:partitions"
+    assert CONFIG_PARTITIONS == "ff:config:{config}:partitions"
     assert idempotency_key("exec", "acme", "key-1") == "ff:idem:exec:acme:key-1"
     assert IndexKeys(7).lane("default", "eligible") == "ff:idx:{fp:7}:lane:default:eligible"
 

@@ -1,7 +1,8 @@
 """Every Valkey key name ff uses, built in one place.
 
 Shapes follow FlowFabric exactly (an operator who knows it recognises every key), with one
-difference: the worker registry and the lane registry carry a hash tag too, so that every
+difference: the worker registry, the lane registry and the partition config carry a hash
+tag too, so that every
 key works on a cluster. lua/util.lua derives the same per-execution names from the tag;
 the two must stay in step (tests/test_keys.py checks both).
 """
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 from ff.core.partitions import flow_tag
 
-CONFIG_PARTITIONS = "ff:config:partitions"
+CONFIG_PARTITIONS = "ff:config:{config}:partitions"
+LEGACY_CONFIG_PARTITIONS = "ff:config:partitions"  # untagged, read once to carry it over
 LANES = "ff:idx:{lanes}"
 DAG_COMPLETIONS_CHANNEL = "ff:dag:completions"
 

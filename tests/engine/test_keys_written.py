@@ -23,7 +23,7 @@ from ff.script.library import text
 from ff.server import Server
 from tests.engine.conftest import TEST_PARTITIONS, claim, fence, submit
 
-pytestmark = pytest.mark.compat
+pytestmark = [pytest.mark.compat, pytest.mark.cluster]
 
 
 def _builder_keys(eids: list[str], worker_instances: list[str]) -> set[str]:
