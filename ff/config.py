@@ -30,6 +30,7 @@ class ScannerIntervals(msgspec.Struct, frozen=True):
     execution_deadline: float = 5.0
     unblock: float = 5.0
     retention_trimmer: float = 60.0
+    lane_hints: float = 1.0
 
 
 # (field, variable, unit divisor to seconds)
@@ -41,6 +42,7 @@ _INTERVAL_VARS = (
     ("execution_deadline", "FF_EXECUTION_DEADLINE_INTERVAL_S", 1),
     ("unblock", "FF_UNBLOCK_INTERVAL_S", 1),
     ("retention_trimmer", "FF_RETENTION_TRIMMER_INTERVAL_S", 1),
+    ("lane_hints", "FF_LANE_HINTS_INTERVAL_MS", 1000),
 )
 
 

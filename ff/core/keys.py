@@ -126,6 +126,12 @@ class IndexKeys:
         return self._key(f"worker:{worker_instance_id}:leases")
 
 
+def lane_work_hint(lane_id: str, home_partition: int) -> str:
+    """ZSET of the partitions that may hold the lane's claimable work (member: partition
+    number, score: a mark counter), under the lane's home partition tag."""
+    return IndexKeys(home_partition).lane(lane_id, "work_partitions")
+
+
 def waitpoint_hmac_key(tag: str) -> str:
     """The partition's HMAC keystore (`current_kid`, `secret:<kid>`)."""
     return f"ff:sec:{tag}:waitpoint_hmac"

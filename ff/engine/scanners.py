@@ -10,6 +10,7 @@ the library function that re-checks and acts on them.
 | unblock            | ff:idx:{fp:N}:lane:<lane>:blocked:route | ff_unblock_execution          |
 | retention_trimmer  | ff:idx:{fp:N}:lane:<lane>:terminal      | ff_purge_execution            |
 | index_reconciler   | ff:idx:{fp:N}:all_executions            | ff_reconcile_indexes          |
+| lane_hints         | eligible/reclaimable heads per lane     | ZINCRBY on the lane's hints   |
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from abc import abstractmethod
 
 from ff import metrics
 from ff.core.keys import ExecKeys, IndexKeys, WorkerKeys
+from ff.engine.lane_hints import LaneHintScanner
 from ff.engine.runner import Scanner, pipelined
 from ff.script import execution as execution_fns
 from ff.script import indexes as indexes_fns
@@ -244,4 +246,5 @@ SCANNER_TYPES: tuple[type[Scanner], ...] = (
     UnblockScanner,
     RetentionTrimmer,
     IndexReconciler,
+    LaneHintScanner,
 )
