@@ -37,16 +37,19 @@ start() {
         mkdir -p "$dir/$port"
         (cd "$dir/$port" && exec "$server" --port "$port" --bind 127.0.0.1 \
             --cluster-enabled yes --cluster-config-file nodes.conf \
-            --cluster-node-timeout 2000 --appendonly yes --save '' \
+            --cluster-node-timeout 2000 --cluster-replica-validity-factor 0 --appendonly yes --save '' \
             --logfile server.log --daemonize no) > /dev/null 2>&1 < /dev/null &
         echo $! > "$dir/$port/pid"
         nodes+=("127.0.0.1:$port")
     done
     for node in "${nodes[@]}"; do
         for _ in $(seq 100); do
-            "$cli" -p "${node#*:}" ping > /dev/null 2>&1 && break
+            "$cli" -p "${node#*:}" ping > /dev/null 2>&1 && continue 2
             sleep 0.05
         done
+        echo "node $node did not start (port or bus port $((${node#*:} + 10000)) taken?)" >&2
+        stop
+        exit 1
     done
     "$cli" --cluster create "${nodes[@]}" --cluster-replicas "$replicas" --cluster-yes \
         > "$dir/create.log"

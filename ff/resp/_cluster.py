@@ -222,12 +222,20 @@ class ClusterClient(Client):
         frame = encode_shared(args)
         replies: dict[str, Any] = {}
 
+        failures: list[errors.RespError] = []
+
         async def one(address: str) -> None:
-            replies[address] = await self._node_pool(address).request(frame, 1, None)
+            try:
+                replies[address] = await self._node_pool(address).request(frame, 1, None)
+            except errors.RespError as exc:  # raised below as itself, not in a group
+                failures.append(exc)
 
         async with trio.open_nursery() as nursery:
             for address in self.primaries:
                 nursery.start_soon(one, address)
+        if failures:
+            await self._refresh_quietly()
+            raise failures[0]
         return replies
 
     async def function_load(self, code: str, replace: bool = True) -> str:
@@ -363,14 +371,15 @@ class ClusterPipeline:
         for i, item in enumerate(queued):
             groups.setdefault(await client._owner(item.slot), []).append(i)
         results: list[Any] = [None] * len(queued)
+        failures: list[errors.RespError] = []
 
         async def send(address: str, indexes: list[int]) -> None:
             frames = b"".join(queued[i].frame for i in indexes)
             try:
                 replies = await client._node_pool(address).request(frames, len(indexes), timeout)
-            except (errors.ConnectionError, errors.TimeoutError):
-                await client._refresh_quietly()
-                raise
+            except errors.RespError as exc:  # raised below as itself, not in a group
+                failures.append(exc)
+                return
             if len(indexes) == 1:
                 replies = [replies]
             for i, reply in zip(indexes, replies, strict=True):
@@ -379,6 +388,9 @@ class ClusterPipeline:
         async with trio.open_nursery() as nursery:
             for address, indexes in groups.items():
                 nursery.start_soon(send, address, indexes)
+        if failures:
+            await client._refresh_quietly()
+            raise failures[0]
         for i, reply in enumerate(results):
             if isinstance(reply, errors.ResponseError) and (
                 redirect_of(reply) or reply.prefix in ("TRYAGAIN", "CLUSTERDOWN")

@@ -146,3 +146,4 @@ async def test_a_second_server_reclaims_the_lease_of_a_dead_servers_share(
             while (again := await claim(survivor, worker="w2")) is None:
                 await trio.sleep(0.02)
         assert again.execution_id == eid and again.lease_epoch != lease.lease_epoch
+
