@@ -43,6 +43,7 @@ MAX_REDIRECTS = 16
 RETRY_PAUSE = 0.05  # after TRYAGAIN / CLUSTERDOWN, times the attempt number
 _EVERY_PRIMARY: dict[Any, Callable[[list[Any]], Any]] = {
     "DBSIZE": sum, "FLUSHALL": lambda replies: replies[0], "FLUSHDB": lambda replies: replies[0],
+    "FUNCTION": lambda replies: replies[0],
 }
 _ASKING = encode(("ASKING",))
 _MULTI = encode(("MULTI",))
@@ -155,7 +156,8 @@ class ClusterClient(Client):
     async def execute(self, *args: str | bytes | int | float, timeout: float | None = None) -> Any:
         """Run one command on the primary that owns its key; follows redirects.
 
-        DBSIZE answers the sum over the primaries, FLUSHALL / FLUSHDB flush them all.
+        DBSIZE answers the sum over the primaries; FLUSHALL, FLUSHDB and FUNCTION (LOAD,
+        FLUSH, DELETE, ...) run on every primary and answer the first one's reply.
         """
         name = args[0].upper() if isinstance(args[0], str) else args[0]
         if name in _EVERY_PRIMARY:
