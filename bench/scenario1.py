@@ -177,7 +177,9 @@ async def _measure(server: Server, http: HttpClient, url: str, cfg: RunConfig, l
         ids = [str(ExecutionId.mint(i % nparts)) for i in range(n)]
         partitions = sorted({ExecutionId.parse(e).partition for e in ids})
     else:
-        partitions = [server.partition_config.lane_partition(lane)]
+        config = server.partition_config
+        partitions = sorted({p % nparts for p in config.lane_partitions(
+            lane, server.config.lane_spread)})
     terminal_keys = [IndexKeys(p).lane(lane, "terminal") for p in partitions]
     interval = max(0.01, 0.0004 * len(terminal_keys))
     failures: list[str] = []

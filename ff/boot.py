@@ -10,7 +10,7 @@ import re
 import trio
 
 from ff.config import ConfigError, ServerConfig
-from ff.core.keys import CONFIG_PARTITIONS, LANES, IndexKeys
+from ff.core.keys import CONFIG_PARTITIONS, LANES, LEGACY_CONFIG_PARTITIONS, IndexKeys
 from ff.core.partitions import flow_tag
 from ff.resp import Client
 from ff.script import indexes as indexes_fns
@@ -50,6 +50,9 @@ async def check_server_version(client: Client) -> None:
 async def lock_partition_config(client: Client, config: ServerConfig) -> None:
     """The first boot stores the partition counts; a later boot with others refuses."""
     wanted = config.partitions.as_fields()
+    legacy = await client.execute("HGETALL", LEGACY_CONFIG_PARTITIONS)
+    for name, value in legacy.items():  # stored untagged by releases before the cluster
+        await client.execute("HSETNX", CONFIG_PARTITIONS, name, value)
     for name, value in wanted.items():
         await client.execute("HSETNX", CONFIG_PARTITIONS, name, value)
     raw = await client.execute("HGETALL", CONFIG_PARTITIONS)

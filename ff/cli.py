@@ -139,12 +139,14 @@ def _add_placeholder(subparsers: Any, name: str, module: str, what: str) -> None
 async def _status(url: str) -> dict[str, Any]:
     from ff.api.lanes import count_executions, list_lanes
     from ff.boot import server_version
+    from ff.config import cluster_from_env
     from ff.core.keys import CONFIG_PARTITIONS
     from ff.core.partitions import PartitionConfig
     from ff.resp import Client
     from ff.script.library import LIBRARY_VERSION, FunctionLibrary, text
 
-    async with Client.from_url(url, pool_size=1, client_name="ff-admin") as client:
+    async with Client.from_url(url, pool_size=1, client_name="ff-admin",
+                               cluster=cluster_from_env()) as client:
         info = text(await client.execute("INFO", "server"))
         raw = await client.execute("HGETALL", CONFIG_PARTITIONS)
         partitions = {text(k): int(v) for k, v in raw.items()}

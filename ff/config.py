@@ -41,6 +41,7 @@ class ScannerIntervals(msgspec.Struct, frozen=True):
     budget_reset: float = 15.0
     budget_reconciler: float = 30.0
     quota_reconciler: float = 30.0
+    lane_hints: float = 1.0
 
 
 # (field, variable, unit divisor to seconds)
@@ -62,6 +63,7 @@ _INTERVAL_VARS = (
     ("budget_reset", "FF_BUDGET_RESET_INTERVAL_S", 1),
     ("budget_reconciler", "FF_BUDGET_RECONCILER_INTERVAL_S", 1),
     ("quota_reconciler", "FF_QUOTA_RECONCILER_INTERVAL_S", 1),
+    ("lane_hints", "FF_LANE_HINTS_INTERVAL_MS", 1000),
 )
 
 
@@ -103,6 +105,8 @@ class ServerConfig(msgspec.Struct, frozen=True):
             f"refusing to listen on {self.bind_host} without FF_API_TOKEN: anyone who can "
             "reach it could use the API; set FF_API_TOKEN, listen on 127.0.0.1, or set "
             "FF_ALLOW_PUBLIC_WITHOUT_TOKEN=1 (--allow-public-without-token)")
+    valkey_cluster: bool = False  # FF_VALKEY_CLUSTER=1: the URL names a cluster node
+    lane_spread: int = 0  # partitions a lane's solo executions spread over; 0: all
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerConfig:
@@ -153,12 +157,20 @@ class ServerConfig(msgspec.Struct, frozen=True):
             values["data_dir"] = env["FF_DATA_DIR"]
         values["force_lua_reload"] = _flag(env, "FF_FORCE_LUA_RELOAD")
         values["allow_public_without_token"] = _flag(env, "FF_ALLOW_PUBLIC_WITHOUT_TOKEN")
+        values["valkey_cluster"] = cluster_from_env(env)
+        values["lane_spread"] = _int(env, "FF_LANE_SPREAD", 0)
         intervals = {}
         for field, var, divisor in _INTERVAL_VARS:
             if var in env:
                 intervals[field] = _int(env, var, 0) / divisor
         values["intervals"] = ScannerIntervals(**intervals)
         return msgspec.structs.replace(cls(), **values)
+
+
+def cluster_from_env(env: Mapping[str, str] | None = None) -> bool:
+    """`FF_VALKEY_CLUSTER=1`: treat the Valkey URL as a cluster seed node (servers and
+    workers read the same switch; a `redis+cluster://` URL says so by itself)."""
+    return _flag(os.environ if env is None else env, "FF_VALKEY_CLUSTER")
 
 
 def parse_listen_addr(value: str) -> tuple[str, int]:

@@ -1,16 +1,22 @@
 """claim_for_worker: which execution a worker gets next, as a claim grant.
 
-Used by the server's claim route and by workers that run without a server. Per call it
-asks the lane's home partition (where solo executions of the lane live) first, then a
-window of up to 32 partitions that starts at a per-worker offset and rotates every 250 ms,
-so workers spread out and every partition is reached within a few windows. One FCALL per
-partition grants the first execution the worker may take (lost leases first, then
-eligible work). An execution that carries budgets or a quota goes through
-`ff.admission` between its grant and its lease, on both paths.
+Used by the server's claim route and by workers that run without a server. A lane's solo
+executions are spread over many partitions, so per call it asks the partitions the lane's
+work hints name (a ZSET under the lane's home tag, read at most every 100 ms and shared
+by the process's claimers, in a random order so claimers spread out); a partition that
+has nothing is dropped from the hints unless it was marked again meanwhile. When the
+hints find nothing it falls back to a window of up to 32 partitions that starts at a
+per-worker offset and rotates every 250 ms, so work the hints miss (a mark lost with its
+producer) is still reached within a few windows, and marks the partition it finds work
+on. One FCALL per partition grants the first execution the worker may take (lost leases
+first, then eligible work), FIFO within priority in that partition. An execution
+that carries budgets or a quota goes through `ff.admission` between its grant and its
+lease, on both paths.
 """
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
@@ -21,11 +27,12 @@ import trio
 from ff.admission import Admission, Attachments
 from ff.core.errors import ContentionError, FFError, ValidationError
 from ff.core.ids import validate_lane, validate_worker_id
-from ff.core.keys import IndexKeys
+from ff.core.keys import IndexKeys, lane_work_hint
 from ff.core.limits import GRANT_TTL_MAX_MS, GRANT_TTL_MIN_MS
 from ff.core.partitions import PartitionConfig, fnv1a_64
 from ff.core.policy import capabilities_csv
 from ff.core.records import ClaimGrant, LeaseHandle
+from ff.script import lanes as lane_fns
 from ff.script import lease as lease_fns
 from ff.script import scheduling as scheduling_fns
 from ff.script.library import FunctionLibrary
@@ -36,6 +43,8 @@ ROTATION_WINDOW_MS = 250
 ADMISSION_TRIES = 4
 # Grant TTL of the one-call path's admission stop: admission plus the claim fit well within.
 ADMISSION_GRANT_TTL_MS = 5_000
+HINT_REFRESH_S = 0.1
+HINTS_PER_READ = 16
 
 T = TypeVar("T")
 
@@ -56,6 +65,7 @@ class Scheduler:
         self._window = -1
         self._cursor = 0
         self.admission = Admission(client, library, partitions)
+        self._hints: dict[str, tuple[float, list[tuple[int, float]]]] = {}
 
     def window(self, worker_instance_id: str) -> list[int]:
         """This worker's rotating window of partitions (other workers start elsewhere)."""
@@ -75,17 +85,36 @@ class Scheduler:
         validate_worker_id(worker_instance_id, "worker_instance_id")
         return capabilities_csv(list(capabilities), "worker")
 
+    async def _hinted(self, lane_id: str) -> list[tuple[int, float]]:
+        """(partition, score) pairs the lane's hints name, cached for a moment."""
+        now = trio.current_time()
+        cached = self._hints.get(lane_id)
+        if cached is not None and cached[0] > now and cached[1]:
+            return cached[1]
+        home = self.partitions.lane_partition(lane_id)
+        raw = await self.client.execute("ZRANDMEMBER", lane_work_hint(lane_id, home),
+                                        HINTS_PER_READ, "WITHSCORES")
+        pairs = _pairs(raw)
+        self._hints[lane_id] = (now + HINT_REFRESH_S, pairs)
+        return pairs
+
     async def _first(
         self, lane_id: str, worker_instance_id: str,
         ask: Callable[[int], Awaitable[T | None]],
     ) -> T | None:
-        """Asks the lane's home partition, then the window's partitions that have work
-        (found with one pipelined read of their heads), until one answers."""
+        """Asks the hinted partitions in a random order, then the window's partitions
+        that have work (one pipelined read of their heads), until one answers."""
+        hinted = await self._hinted(lane_id)
         home = self.partitions.lane_partition(lane_id)
-        found = await ask(home)
-        if found is not None:
-            return found
-        window = [p for p in self.window(worker_instance_id) if p != home]
+        for partition, score in random.sample(hinted, len(hinted)):
+            found = await ask(partition)
+            if found is not None:
+                return found
+            if (partition, score) in hinted:
+                hinted.remove((partition, score))
+                await lane_fns.drop_lane_hint(self.library, lane_id, home,
+                                              partition=partition, score=score)
+        window = self.window(worker_instance_id)
         pipe = self.client.pipeline()
         for p in window:
             idx = IndexKeys(p)
@@ -96,6 +125,7 @@ class Scheduler:
             if heads[2 * i] or heads[2 * i + 1]:
                 found = await ask(p)
                 if found is not None:
+                    await mark_lane_work(self.client, self.partitions, lane_id, p)
                     return found
         return None
 
@@ -171,6 +201,23 @@ class Scheduler:
         except FFError:
             await self.admission.release(nxt.grant.execution_id, nxt.quota_policy_id)
             raise
+
+
+def _pairs(raw: object) -> list[tuple[int, float]]:
+    """(partition, score) from ZRANDMEMBER ... WITHSCORES: [[member, score], ...] (RESP3)
+    or a flat list (RESP2)."""
+    if not isinstance(raw, list) or not raw:
+        return []
+    flat = [x for pair in raw for x in pair] if isinstance(raw[0], list) else raw
+    return [(int(flat[i]), float(flat[i + 1])) for i in range(0, len(flat) - 1, 2)]
+
+
+async def mark_lane_work(client, partitions: PartitionConfig, lane_id: str,
+                         partition: int) -> None:
+    """Names `partition` in the lane's work hints (a new mark, so a scheduler that read
+    an older one will not drop it)."""
+    await client.execute("ZINCRBY", lane_work_hint(lane_id, partitions.lane_partition(lane_id)),
+                         1, partition)
 
 
 def check_grant_ttl(grant_ttl_ms: int) -> None:

@@ -63,7 +63,7 @@ class Server(FlowsApi, ExecutionsApi, LanesApi, SchedulingApi, WaitpointsApi, Bu
                 raise ConfigError("FF_WAITPOINT_HMAC_SECRET is required with an external Valkey")
             client = await stack.enter_async_context(
                 Client.from_url(settings.valkey_url or "", pool_size=settings.pool_size,
-                                client_name="ff-server")
+                                client_name="ff-server", cluster=settings.valkey_cluster)
             )
             server = cls(settings, client)
             server.embedded = embedded

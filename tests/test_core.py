@@ -41,8 +41,7 @@ def test_solo_partition_hashes_the_lane_and_flow_partition_the_uuid_bytes() -> N
     assert config.lane_partition("default") == crc16_xmodem(b"default") % 256
     fid = "11111111-2222-4333-8444-555555555555"
     assert config.flow_partition(fid) == crc16_xmodem(bytes.fromhex(fid.replace("-", ""))) % 256
-    eid = ExecutionId.solo("default", config)
-    assert eid.partition == config.lane_partition("default")
+    assert ExecutionId.solo("default", config, 1).partition == config.lane_partition("default")
 
 
 CROSS_LANGUAGE_IDS = [
@@ -65,7 +64,7 @@ def test_exec_keys_match_the_cross_language_corpus(eid: str) -> None:
 
 
 def test_free_function_keys_match_the_corpus() -> None:
-    assert CONFIG_PARTITIONS == "ff:config:partitions"
+    assert CONFIG_PARTITIONS == "ff:config:{config}:partitions"
     assert idempotency_key("exec", "acme", "key-1") == "ff:idem:exec:acme:key-1"
     assert IndexKeys(7).lane("default", "eligible") == "ff:idx:{fp:7}:lane:default:eligible"
 

@@ -19,6 +19,7 @@ from ff.core.records import (
     ExecutionPage,
 )
 from ff.core.states import PublicState, StateVector, lane_indexes_for
+from ff.scheduler import mark_lane_work
 from ff.script import execution as execution_fns
 from ff.script import scheduling as scheduling_fns
 from ff.script.library import text
@@ -46,7 +47,9 @@ class ExecutionsApi(ServerParts):
             raise ValidationError("invalid_input", "execution_kind is required")
         partitions = self._config.partitions
         if args.execution_id is None:
-            eid = ExecutionId.solo(lane, partitions)
+            dedup = (f"{args.namespace}\x00{args.idempotency_key}" if args.idempotency_key
+                     else None)
+            eid = ExecutionId.solo(lane, partitions, self._config.lane_spread, dedup)
         else:
             eid = ExecutionId.parse(args.execution_id)
         if eid.partition >= partitions.num_flow_partitions:
@@ -78,6 +81,8 @@ class ExecutionsApi(ServerParts):
             execution_deadline_at=args.execution_deadline_at, partition_id=eid.partition,
         )
         await self._register_lane(lane)
+        if created.public_state == "waiting" and not created.duplicate:
+            await mark_lane_work(self._client, partitions, lane, eid.partition)
         if created.duplicate:
             existing = created.execution_id
             return CreateResult(existing, await self.get_execution_state(existing), True)

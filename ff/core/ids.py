@@ -47,8 +47,11 @@ class ExecutionId(str):
         return cls(f"{flow_tag(partition)}:{uuid.uuid4()}")
 
     @classmethod
-    def solo(cls, lane_id: str, config: PartitionConfig) -> ExecutionId:
-        return cls.mint(config.lane_partition(lane_id))
+    def solo(cls, lane_id: str, config: PartitionConfig, spread: int = 0,
+             dedup: str | None = None) -> ExecutionId:
+        """A new solo execution's id on a partition of the lane's spread (random, or
+        fixed by `dedup`: see `PartitionConfig.solo_partition`)."""
+        return cls.mint(config.solo_partition(lane_id, spread, dedup))
 
     @classmethod
     def for_flow(cls, flow_id: str, config: PartitionConfig) -> ExecutionId:

@@ -1,7 +1,8 @@
 """Every Valkey key name ff uses, built in one place.
 
 Shapes follow FlowFabric exactly (an operator who knows it recognises every key), with one
-difference: the worker registry and the lane registry carry a hash tag too, so that every
+difference: the worker registry, the lane registry and the partition config carry a hash
+tag too, so that every
 key works on a cluster. lua/util.lua derives the same per-execution names from the tag;
 the two must stay in step (tests/engine/test_keys_written.py checks what Lua writes).
 """
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 from ff.core.partitions import budget_tag, flow_tag, quota_tag
 
-CONFIG_PARTITIONS = "ff:config:partitions"
+CONFIG_PARTITIONS = "ff:config:{config}:partitions"
+LEGACY_CONFIG_PARTITIONS = "ff:config:partitions"  # untagged, read once to carry it over
 LANES = "ff:idx:{lanes}"
 DAG_COMPLETIONS_CHANNEL = "ff:dag:completions"
 
@@ -212,8 +214,15 @@ def signal_key(tag: str, signal_id: str) -> str:
 
 
 def keystore_key(tag: str) -> str:
-    """The waitpoint HMAC keystore, one copy per `{fp:N}` partition."""
+    """The waitpoint HMAC keystore (`current_kid`, `secret:<kid>`), one copy per `{fp:N}`
+    partition."""
     return f"ff:sec:{tag}:waitpoint_hmac"
+
+
+def lane_work_hint(lane_id: str, home_partition: int) -> str:
+    """ZSET of the partitions that may hold the lane's claimable work (member: partition
+    number, score: a mark counter), under the lane's home partition tag."""
+    return IndexKeys(home_partition).lane(lane_id, "work_partitions")
 
 
 def idempotency_key(tag: str, namespace: str, key: str) -> str:

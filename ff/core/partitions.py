@@ -6,6 +6,7 @@ changing them would move every record, so a later boot with other counts is refu
 
 from __future__ import annotations
 
+import random
 import uuid
 
 import msgspec
@@ -53,8 +54,26 @@ class PartitionConfig(msgspec.Struct, frozen=True):
         return crc16_xmodem(uuid.UUID(flow_id).bytes) % self.num_flow_partitions
 
     def lane_partition(self, lane_id: str) -> int:
-        """Solo executions (no flow) live on the partition of their lane."""
+        """The lane's home partition: where its work hints live, and where its solo
+        executions start their spread."""
         return crc16_xmodem(lane_id.encode()) % self.num_flow_partitions
+
+    def lane_partitions(self, lane_id: str, spread: int = 0) -> range:
+        """The `spread` consecutive partitions from the lane's home (0 or more than the
+        count: all) that ff places the lane's solo executions on, as offsets to wrap."""
+        n = self.num_flow_partitions
+        return range(self.lane_partition(lane_id), self.lane_partition(lane_id)
+                     + (n if spread <= 0 or spread > n else spread))
+
+    def solo_partition(self, lane_id: str, spread: int = 0, dedup: str | None = None) -> int:
+        """A partition of the lane's spread for a new solo execution: random, or fixed by
+        `dedup` (namespace and idempotency key), so that a repeat meets its first copy."""
+        choices = self.lane_partitions(lane_id, spread)
+        if dedup is None:
+            chosen = random.choice(choices)
+        else:
+            chosen = choices[crc16_xmodem(dedup.encode()) % len(choices)]
+        return chosen % self.num_flow_partitions
 
     def budget_partition(self, budget_id: str) -> int:
         return crc16_xmodem(uuid.UUID(budget_id).bytes) % self.num_budget_partitions

@@ -11,6 +11,7 @@ the library function that re-checks and acts on them.
 |                    | (and :blocked:budget, :blocked:quota)   |                               |
 | retention_trimmer  | ff:idx:{fp:N}:lane:<lane>:terminal      | ff_purge_execution            |
 | index_reconciler   | ff:idx:{fp:N}:all_executions            | ff_reconcile_indexes          |
+| lane_hints         | eligible/reclaimable heads per lane     | ZINCRBY on the lane's hints   |
 
 The waitpoint scanners (suspension_timeout, pending_wp_expiry) are in `ff.engine.waitpoints`,
 the budget and quota scanners (and the unblock scanner's part for them) in
@@ -31,6 +32,7 @@ from ff.engine.admission import (
     unblock_admitted,
 )
 from ff.engine.flows import FLOW_SCANNER_TYPES
+from ff.engine.lane_hints import LaneHintScanner
 from ff.engine.runner import Scanner, pipelined
 from ff.script import execution as execution_fns
 from ff.script import indexes as indexes_fns
@@ -264,4 +266,5 @@ SCANNER_TYPES: tuple[type[Scanner], ...] = (
     BudgetReconciler,
     QuotaReconciler,
     *FLOW_SCANNER_TYPES,
+    LaneHintScanner,
 )

@@ -53,15 +53,22 @@ class Client(CommandHelpers):
         command_timeout: float = 10.0,
         client_name: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        cluster: bool = False,
     ) -> Client:
         """A client for `redis://[user:pass@]host:port/db`, `rediss://...` or `unix:///path`.
 
         `ssl_context` (rediss only) replaces the default context that trusts the
         system's CAs, e.g. to trust a private CA or present a client certificate.
+        A `redis+cluster://` URL, or `cluster=True`, gives a `ClusterClient` seeded with
+        that node.
         """
         params = parse_url(
             url, client_name=client_name, connect_timeout=connect_timeout, ssl_context=ssl_context
         )
+        if params.cluster or cluster:
+            from ff.resp._cluster import ClusterClient
+
+            return ClusterClient(params, pool_size=pool_size, command_timeout=command_timeout)
         return cls(params, pool_size=pool_size, command_timeout=command_timeout)
 
     async def __aenter__(self) -> Client:
@@ -110,13 +117,21 @@ class Client(CommandHelpers):
             raise reply
         return reply
 
+    async def on_every_primary(self, *args: str | bytes | int | float) -> dict[str, Any]:
+        """Run one keyless command on every primary (here: the one server): replies by
+        address, an error reply as a value."""
+        return {self.params.address: (await self.pipeline().execute_command(*args).run())[0]}
+
     def pipeline(self, transaction: bool = False) -> Pipeline:
         """Commands sent together in one round trip; `transaction` wraps them in MULTI/EXEC."""
         return Pipeline(self._pool, transaction=transaction)
 
     @asynccontextmanager
-    async def dedicated(self) -> AsyncIterator[Connection]:
+    async def dedicated(self, key: str | bytes | None = None) -> AsyncIterator[Connection]:
         """A private connection for blocking commands (BLPOP, BLMPOP, XREAD BLOCK, ...).
+
+        `key` names the key the blocking command waits on (a cluster client connects to
+        its primary; one server has them all).
 
         Give each blocking call a `timeout` longer than its blocking time (`math.inf`
         for none). The connection is not reconnected: after an error, open another.

@@ -53,7 +53,7 @@ class Pipeline:
             replies = await self._requester.request(
                 b"".join([_MULTI, *frames, _EXEC]), len(frames) + 2, timeout
             )
-            results = _transaction_results(replies)
+            results = transaction_results(replies)
         elif len(frames) == 1:
             results = [await self._requester.request(frames[0], 1, timeout)]
         else:
@@ -65,7 +65,7 @@ class Pipeline:
         return results
 
 
-def _transaction_results(replies: list[Any]) -> list[Any]:
+def transaction_results(replies: list[Any]) -> list[Any]:
     """EXEC's result list, or per-command errors when EXEC was aborted."""
     queued, outcome = replies[1:-1], replies[-1]
     if isinstance(outcome, errors.ResponseError):

@@ -1,8 +1,10 @@
 """Connection parameters and the URL forms that produce them.
 
 `redis://[user:pass@]host[:port][/db]`, `rediss://...` (TLS) and
-`unix:///path/to/socket[?db=N]`. Credentials are percent-decoded; `?db=N` is accepted
-on every scheme. A password without a user name authenticates as `default`.
+`unix:///path/to/socket[?db=N]`. `valkey://` and `valkeys://` are spellings of the first
+two; `+cluster` after either (`redis+cluster://host:port`) names a seed node of a cluster.
+Credentials are percent-decoded; `?db=N` is accepted on every scheme. A password without a
+user name authenticates as `default`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
 DEFAULT_PORT = 6379
+_SCHEME_ALIASES = {"valkey": "redis", "valkeys": "rediss"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,7 @@ class ConnectionParams:
     ssl_context: ssl.SSLContext | None = None  # for TLS; None: the system's trusted CAs
     client_name: str | None = None
     connect_timeout: float = 5.0
+    cluster: bool = False  # the URL named a cluster seed node (`redis+cluster://`)
 
     @property
     def address(self) -> str:
@@ -48,7 +52,10 @@ def parse_url(
     """Parse a `redis://`, `rediss://` or `unix://` URL. Raises ValueError if malformed."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    if scheme not in ("redis", "rediss", "unix"):
+    cluster = scheme.endswith("+cluster")
+    scheme = scheme.removesuffix("+cluster")
+    scheme = _SCHEME_ALIASES.get(scheme, scheme)
+    if scheme not in ("redis", "rediss", "unix") or (cluster and scheme == "unix"):
         raise ValueError(f"unsupported URL scheme {parts.scheme!r} in {_redact(url)}")
     query = parse_qs(parts.query)
     db = _int_param(query.get("db", [None])[-1], "db")
@@ -67,6 +74,8 @@ def parse_url(
         if db is not None:
             raise ValueError(f"database given twice in {_redact(url)}")
         db = _int_param(path, "db")
+    if cluster and db:
+        raise ValueError(f"a cluster has only database 0: {_redact(url)}")
     try:
         port = parts.port or DEFAULT_PORT
     except ValueError as exc:
@@ -74,7 +83,7 @@ def parse_url(
     tls = scheme == "rediss"
     return common(
         host=parts.hostname or "127.0.0.1", port=port, db=db or 0, tls=tls,
-        ssl_context=ssl_context if tls else None,
+        ssl_context=ssl_context if tls else None, cluster=cluster,
     )
 
 

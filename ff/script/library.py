@@ -169,6 +169,10 @@ def _script_error(exc: resp_errors.ResponseError) -> BackendError:
     if exc.retryable:
         error.status = 503
     return error
+def _version_of(reply: object) -> str:
+    if isinstance(reply, resp_errors.ResponseError):
+        raise reply
+    return text(reply)
 
 
 def _is_missing_function(exc: resp_errors.ResponseError) -> bool:
@@ -182,28 +186,36 @@ class FunctionLibrary:
         self.client = client
         self._reload_lock = trio.Lock()
 
+    async def _versions(self) -> set[str | None]:
+        """The library version of each primary (None: no library there). One server is
+        one primary; a cluster has several, each needing its own copy."""
+        replies = await self.client.on_every_primary("FCALL", "ff_version", 0)
+        return {None if isinstance(r, resp_errors.ResponseError) and _is_missing_function(r)
+                else _version_of(r) for r in replies.values()}
+
     async def loaded_version(self) -> str | None:
-        try:
-            return text(await self.client.fcall("ff_version", (), ()))
-        except resp_errors.ResponseError as exc:
-            if _is_missing_function(exc):
-                return None
-            raise
+        """The version every primary runs; None if one has none, "mixed" if they differ."""
+        versions = await self._versions()
+        if None in versions:
+            return None
+        return versions.pop() if len(versions) == 1 else "mixed"
 
     async def ensure_loaded(self, *, force: bool = False, replace: bool = True) -> bool:
-        """Load the library unless the server already has this version. True if loaded.
+        """Load the library on every primary unless all run this version. True if loaded.
 
         `replace=False` (workers) loads only where no library is present and refuses a
         different version: a worker of another release must not swap the server's library.
         """
         async with self._reload_lock:
-            loaded = await self.loaded_version()
-            if not force and loaded == LIBRARY_VERSION:
+            versions = await self._versions()
+            if not force and versions == {LIBRARY_VERSION}:
                 return False
-            if not replace and loaded is not None:
+            other = versions - {None, LIBRARY_VERSION}
+            if not replace and other:
                 error = BackendError(
                     "library_version_mismatch",
-                    f"the server runs library {loaded!r}, this ff needs {LIBRARY_VERSION!r}",
+                    f"the server runs library {sorted(str(v) for v in other)[0]!r}, "
+                    f"this ff needs {LIBRARY_VERSION!r}",
                 )
                 error.retryable = False
                 raise error

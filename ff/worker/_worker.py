@@ -34,6 +34,7 @@ import trio
 
 from ff.admission import Admission
 from ff.client import HttpClient, HttpError, HttpStatusError
+from ff.config import cluster_from_env
 from ff.core.errors import FFError
 from ff.core.ids import validate_lane, validate_worker_id
 from ff.core.keys import CONFIG_PARTITIONS
@@ -197,7 +198,7 @@ class Worker:
         self.config = cfg
         async with AsyncExitStack() as stack:
             self.client = await stack.enter_async_context(Client.from_url(
-                cfg.valkey_url or "", pool_size=4,
+                cfg.valkey_url or "", pool_size=4, cluster=cluster_from_env(),
                 client_name=f"ff-worker:{cfg.worker_instance_id}"))
             self.library = FunctionLibrary(self.client)
             await self.library.ensure_loaded(replace=False)

@@ -17,9 +17,11 @@ TEST_PARTITIONS = PartitionConfig(4, 2, 2)
 
 
 def engine_config(server_url: str, **overrides: object) -> ServerConfig:
+    """Solo executions stay on the lane's home partition (`lane_spread=1`) so tests can
+    check FIFO-within-priority; tests of spreading override it."""
     config = ServerConfig(
         valkey_url=server_url, waitpoint_hmac_secret=SECRET, partitions=TEST_PARTITIONS,
-        scanners_enabled=False,
+        scanners_enabled=False, lane_spread=1,
     )
     return msgspec.structs.replace(config, **overrides)
 

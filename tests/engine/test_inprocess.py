@@ -13,7 +13,7 @@ from ff.serve import ServeOptions, load_config
 from ff.server import Server
 from tests.engine.conftest import SECRET, claim, engine_config, fence
 
-pytestmark = pytest.mark.compat
+pytestmark = [pytest.mark.compat, pytest.mark.cluster]
 
 
 async def test_in_process_program_runs_jobs_with_scanners(server_url: str) -> None:

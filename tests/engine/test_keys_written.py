@@ -13,6 +13,7 @@ from ff.core.keys import (
     IndexKeys,
     idempotency_key,
     keystore_key,
+    lane_work_hint,
 )
 from ff.core.policy import ExecutionPolicy, FixedBackoff, RetryPolicy, TimeoutPolicy
 from ff.core.states import LIVE_LANE_INDEXES
@@ -23,7 +24,7 @@ from ff.script.library import text
 from ff.server import Server
 from tests.engine.conftest import TEST_PARTITIONS, claim, fence, submit
 
-pytestmark = pytest.mark.compat
+pytestmark = [pytest.mark.compat, pytest.mark.cluster]
 
 
 def _builder_keys(eids: list[str], worker_instances: list[str]) -> set[str]:
@@ -42,6 +43,7 @@ def _builder_keys(eids: list[str], worker_instances: list[str]) -> set[str]:
                   keys.lease_current, keys.lease_history, keys.claim_grant}
         names |= {keys.attempt(i) for i in range(3)}
         names.add(idempotency_key(keys.tag, "default", f"idem-{eid[-4:]}"))
+    names.add(lane_work_hint("default", TEST_PARTITIONS.lane_partition("default")))
     return names | {CONFIG_PARTITIONS, LANES}
 
 
@@ -51,7 +53,7 @@ async def test_every_key_written_is_named_by_a_python_builder(server: Server) ->
         timeout_policy=TimeoutPolicy(attempt_timeout_ms=60_000, execution_deadline_ms=60_000))
     eids = []
     for _ in range(3):
-        eid = ExecutionId.solo("default", TEST_PARTITIONS)
+        eid = ExecutionId.solo("default", TEST_PARTITIONS, 1)
         eids.append(eid)
         await submit(server, execution_id=eid, idempotency_key=f"idem-{eid[-4:]}",
                      input_payload="p", tags={"app.k": "v"}, policy=policy)

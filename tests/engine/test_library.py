@@ -14,7 +14,7 @@ from ff.script.library import LIBRARY_VERSION
 from ff.server import Server
 from tests.engine.conftest import claim, core_field, submit
 
-pytestmark = pytest.mark.compat
+pytestmark = [pytest.mark.compat, pytest.mark.cluster]
 
 
 async def test_library_is_reloaded_when_a_function_goes_missing(server: Server) -> None:

@@ -28,7 +28,7 @@ from ff.script import lease as lease_fns
 from ff.server import Server
 from tests.engine.conftest import claim, core_field, fence, submit
 
-pytestmark = pytest.mark.compat
+pytestmark = [pytest.mark.compat, pytest.mark.cluster]
 
 
 async def state_vector(server: Server, eid: str) -> dict[str, str]:

@@ -17,7 +17,7 @@ from ff.script import scheduling as scheduling_fns
 from ff.server import Server
 from tests.engine.conftest import claim, core_field, engine_config, fence, submit
 
-pytestmark = pytest.mark.compat
+pytestmark = [pytest.mark.compat, pytest.mark.cluster]
 
 
 async def test_unrenewed_lease_expires_and_another_worker_reclaims(server: Server) -> None:

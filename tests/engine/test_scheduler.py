@@ -12,7 +12,7 @@ from ff.script import execution as fns
 from ff.server import Server
 from tests.engine.conftest import core_field, fence, submit
 
-pytestmark = pytest.mark.compat
+pytestmark = [pytest.mark.compat, pytest.mark.cluster]
 
 
 async def lease(server: Server, worker: str = "w1", caps: tuple[str, ...] = (), lane="default"):

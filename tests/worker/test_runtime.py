@@ -14,6 +14,8 @@ from ff.server import Server
 from ff.worker import ClaimedTask, LeaseLostError, Worker
 from tests.worker.conftest import core_field, make_worker, running, submit, wait_for_state
 
+pytestmark = pytest.mark.cluster
+
 RETRY_TWICE = ExecutionPolicy(retry_policy=RetryPolicy(max_retries=2,
                                                        backoff=FixedBackoff(delay_ms=0)))
 

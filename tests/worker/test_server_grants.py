@@ -17,6 +17,8 @@ from ff.server import Server
 from ff.worker import ClaimedTask, Worker
 from tests.worker.conftest import make_worker, running, submit, wait_for_state
 
+pytestmark = pytest.mark.cluster
+
 TOKEN = "s3cret-token"
 
 

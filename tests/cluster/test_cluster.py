@@ -1,0 +1,85 @@
+"""ff on a 3-primary cluster (`test_cluster`, started by tools/cluster.sh): redirects the
+client follows by itself, the library on every primary, and a second server taking over
+the scanners of one that died."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from ff.core.keys import ExecKeys
+from ff.resp import Client, ClusterClient
+from ff.resp.slots import key_slot
+from ff.server import Server
+from tests.conftest import LocalCluster
+from tests.engine.conftest import claim, engine_config, submit
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture
+def cluster(test_cluster: LocalCluster) -> LocalCluster:
+    test_cluster.flush()
+    return test_cluster
+
+
+async def test_commands_pipelines_and_scans_reach_every_primary(cluster: LocalCluster) -> None:
+    async with Client.from_url(cluster.url) as client:
+        assert isinstance(client, ClusterClient)
+        keys = [f"k:{{t{i}}}" for i in range(60)]
+        pipe = client.pipeline()
+        for i, key in enumerate(keys):
+            pipe.execute_command("SET", key, i)
+        await pipe.run(raise_on_error=True)
+        owners = {await client.node_of(k) for k in keys}
+        assert len(owners) == 3
+        pipe = client.pipeline()
+        for key in reversed(keys):
+            pipe.execute_command("GET", key)
+        assert await pipe.run() == [str(i).encode() for i in reversed(range(60))]
+        assert sorted([k.decode() async for k in client.scan_iter()]) == sorted(keys)
+        assert await client.execute("DBSIZE") == 60
+
+
+async def test_a_stale_slot_map_is_corrected_by_moved(cluster: LocalCluster) -> None:
+    async with Client.from_url(cluster.url) as client:
+        assert isinstance(client, ClusterClient)
+        await client.execute("SET", "{a}x", "1")
+        slot = key_slot("{a}x")
+        owner = await client.node_of("{a}x")
+        wrong = next(a for a in client.primaries if a != owner)
+        assert client._map is not None
+        client._map.owners[slot] = wrong
+        assert await client.execute("GET", "{a}x") == b"1"
+        assert await client.node_of("{a}x") == owner
+
+
+async def test_the_library_is_reloaded_on_a_primary_that_lost_it(cluster: LocalCluster) -> None:
+    async with Server.running(engine_config(cluster.url)) as server:
+        eid = await submit(server)
+        port = int((await server.client.node_of(ExecKeys(eid).core)).rpartition(":")[2])
+        async with Client.from_url(f"redis://127.0.0.1:{port}") as node:
+            await node.execute("FUNCTION", "FLUSH")
+        lease = await claim(server)
+        assert lease is not None and lease.execution_id == eid
+
+
+async def test_a_second_server_reclaims_the_lease_of_a_dead_servers_share(
+    server_url: str,
+) -> None:
+    """Every server scans every partition (actions are idempotent), so one dying leaves
+    nothing unscanned: a lease lost after it died is reclaimed by the survivor within
+    the lease TTL plus one interval."""
+    config = engine_config(server_url, scanners_enabled=True)
+    config = type(config)(**{**{f: getattr(config, f) for f in config.__struct_fields__},
+                             "intervals": type(config.intervals)(lease_expiry=0.1)})
+    async with Server.running(config) as survivor:
+        async with Server.running(config) as doomed:
+            eid = await submit(doomed)
+        lease = await claim(survivor, ttl_ms=300)
+        assert lease is not None and lease.execution_id == eid
+        with trio.fail_after(0.3 + 0.1 + 1.0):
+            while (again := await claim(survivor, worker="w2")) is None:
+                await trio.sleep(0.02)
+        assert again.execution_id == eid and again.lease_epoch != lease.lease_epoch
+
