@@ -33,9 +33,12 @@ from bench.harness import (
     utc_now,
 )
 
-SCENARIOS = ("scenario1", "scenario2", "scenario3", "scenario4", "scenario6")
+SCENARIOS = ("scenario1", "scenario2", "scenario3", "scenario4", "scenario5", "scenario6")
 SAMPLES_DEFAULT = {"scenario2": 5, "scenario6": 10}
-WORKERS_DEFAULT = {"scenario3": 100}
+# -n / -w when not given: scenarios 3 and 5 use the reference's 100 workers, scenario 5
+# its 1,000 tasks.
+TASKS_DEFAULT = {"scenario5": 1_000}
+WORKERS_DEFAULT = {"scenario3": 100, "scenario5": 100}
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
 
 
@@ -53,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scenario", nargs="?", default="scenario1", choices=SCENARIOS,
                         help="scenario1: submit -> claim -> complete; scenario2: suspend -> "
                              "signal -> resume; scenario3: 5-minute steady-state soak; "
-                             "scenario4: linear 10-node flows; scenario6: quorum cancel fan-out")
+                             "scenario4: linear 10-node flows; scenario5: capability-routed "
+                             "claim; scenario6: quorum cancel fan-out")
     parser.add_argument("--flows", type=int, default=100,
                         help="scenario4: concurrent 10-node flows (default 100)")
     parser.add_argument("--fanout", type=lambda v: [int(x) for x in v.split(",")],
@@ -62,11 +66,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=None,
                         help="scenario2: batches of --per-sample round trips (default 5); "
                              "scenario6: samples per sibling count (default 10)")
-    parser.add_argument("-n", "--tasks", type=int, default=10_000, dest="n",
-                        help="executions per measurement (default 10000)")
+    parser.add_argument("--modes", type=lambda v: v.split(","),
+                        default=["happy", "partial", "scarce"],
+                        help="scenario5: modes, comma-separated (default happy,partial,scarce)")
+    parser.add_argument("--admission", action="store_true",
+                        help="scenario1: also run ff with one budget and one quota attached "
+                             "to every execution, and report its ratio to ff without them")
+    parser.add_argument("-n", "--tasks", type=int, default=None, dest="n",
+                        help="executions per measurement (default 10000; scenario5 1000)")
     parser.add_argument("-w", "--workers", type=int, default=None,
-                        help="workers/consumers draining the queue (default 16; scenario3: "
-                             "100)")
+                        help="workers/consumers draining the queue (default 16; scenarios 3 "
+                             "and 5: 100)")
     parser.add_argument("--procs", type=int, default=0,
                         help="run the workers in this many child processes (default 0: in the "
                              "harness process)")
@@ -125,10 +135,16 @@ def run_bench_command(args: argparse.Namespace) -> int:
     system that ran was verified, 1 otherwise, 2 on a usage error)."""
     if args.samples is None:
         args.samples = SAMPLES_DEFAULT.get(args.scenario, 1)
+    if args.n is None:
+        args.n = TASKS_DEFAULT.get(args.scenario, 10_000)
     if args.workers is None:
         args.workers = WORKERS_DEFAULT.get(args.scenario, 16)
     if args.scenario == "scenario3":
         return scenario3.main(args)
+    if args.scenario == "scenario5":
+        from bench import scenario5
+
+        return scenario5.main(args)
     if args.scenario == "scenario2":
         if min(args.samples, args.per_sample) < 1 or args.warmup < 0:
             print("ff bench: --samples and --per-sample must be >= 1", file=sys.stderr)
@@ -151,7 +167,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
         return 2
     progress = Progress(enabled=not args.no_progress)
     report = trio.run(run_report, config_from_args(args), args.url, peers, args.runs,
-                      not args.no_baseline, not args.no_ff, args.peers_dir, progress)
+                      not args.no_baseline, not args.no_ff, args.peers_dir, progress,
+                      args.admission)
     if args.json:
         path = report.write(Path(args.json))
     else:
@@ -196,7 +213,7 @@ class _WarningTally(logging.Handler):
 
 async def run_report(cfg: RunConfig, url: str | None, peers: list[str], runs: int,
                      baseline: bool, ff: bool, peers_dir: str | None,
-                     progress: Progress) -> Report:
+                     progress: Progress, admission: bool = False) -> Report:
     """Every requested system, `runs` times, on one Valkey; the report holds the medians
     (`results`) and every single run (`runs`)."""
     from bench import baseline as baseline_mod
@@ -212,7 +229,8 @@ async def run_report(cfg: RunConfig, url: str | None, peers: list[str], runs: in
     previous_handlers, previous_level = root.handlers[:], root.level
     root.handlers[:] = [tally]
     root.setLevel(logging.WARNING)
-    report = Report(scenario="scenario1", config=_config_dict(cfg, runs, url, peers),
+    report = Report(scenario="scenario1",
+                    config={**_config_dict(cfg, runs, url, peers), "admission": admission},
                     host=host_info(), git_sha=git_sha(), timestamp_utc=utc_now())
     all_runs: list[list[SystemResult]] = []
     with tempfile.TemporaryDirectory(prefix="ff-bench-") as tmp:
@@ -242,6 +260,11 @@ async def run_report(cfg: RunConfig, url: str | None, peers: list[str], runs: in
                         await fresh()
                         results.append(await _guarded(
                             scenario1.SYSTEM, cfg, scenario1.run(url, cfg, progress)))
+                    if ff and admission:
+                        await fresh()
+                        results.append(await _guarded(
+                            scenario1.ADMITTED_SYSTEM, cfg,
+                            scenario1.run(url, cfg, progress, admitted=True)))
                     for name in peers:
                         await fresh()
                         results.append(await _guarded(
@@ -254,6 +277,8 @@ async def run_report(cfg: RunConfig, url: str | None, peers: list[str], runs: in
             root.setLevel(previous_level)
     report.results = median_results(all_runs)
     report.runs = all_runs
+    if ff and admission:
+        report.notes += admission_ratios(all_runs)
     if embedded is not None:
         report.notes.append("private valkey-server (appendonly yes, appendfsync everysec), "
                             "FLUSHALL before each system")
@@ -286,6 +311,23 @@ def _config_dict(cfg: RunConfig, runs: int, url: str | None, peers: list[str]) -
 
 
 _MEDIAN_FIELDS = ("e2e_rate", "submit_rate", "drain_rate")
+
+
+def admission_ratios(all_runs: list[list[SystemResult]]) -> list[str]:
+    """ff with a budget and a quota on every execution against ff without them, per run
+    (both measured in the same run) and the median, for the drain (claim) and e2e rates."""
+    notes = []
+    for field_name in ("drain_rate", "e2e_rate"):
+        ratios = []
+        for results in all_runs:
+            by_name = {r.system: getattr(r, field_name) for r in results if r.status == "ok"}
+            plain, admitted = by_name.get("ff"), by_name.get("ff+admission")
+            if plain and admitted:
+                ratios.append(round(admitted / plain, 3))
+        if ratios:
+            notes.append(f"admission overhead: ff+admission / ff {field_name} = "
+                         f"{statistics.median(ratios):.3f} (median; per run {ratios})")
+    return notes
 
 
 def median_results(all_runs: list[list[SystemResult]]) -> list[SystemResult]:

@@ -15,6 +15,11 @@ Two measurements, each on its own lane:
   first submit to the last completion, and per-task latency = `completed_at - created_at`
   read from each execution's core record (Valkey server clock, ms resolution).
 
+With `admitted=True` (system `ff+admission`, `ff bench --admission`) every execution carries
+one budget (a `tokens` dimension, hard limit far above what the run uses) and one quota
+policy (1,000,000 per 1 s window, 100,000 at once), so every claim goes through budget and
+quota admission and every completion gives its quota slot back, without anything being held.
+
 Completion is watched with ZCARD of the lane's terminal index. Verification: every execution
 is `completed` with `total_attempt_count` 1, and the handler ran exactly N times on N
 distinct ids.
@@ -46,8 +51,10 @@ from bench.harness import (
 from bench.procs import KIND, ProcGroup
 from ff.client import HttpClient, HttpError
 from ff.config import ServerConfig
+from ff.core.budget_records import CreateBudgetArgs, CreateQuotaPolicyArgs
 from ff.core.ids import ExecutionId
 from ff.core.keys import ExecKeys, IndexKeys
+from ff.core.policy import ExecutionPolicy
 from ff.core.records import CreateExecutionArgs
 from ff.http import serve_http
 from ff.http.routes import build_app
@@ -55,6 +62,7 @@ from ff.server import Server
 from ff.worker import Worker
 
 SYSTEM = "ff"
+ADMITTED_SYSTEM = "ff+admission"
 CORE_FIELDS = ("public_state", "total_attempt_count", "created_at", "completed_at")
 
 
@@ -129,11 +137,12 @@ class _Workers:
         self.tally.add(task.execution_id)
 
 
-async def run(url: str, cfg: RunConfig, progress: Progress | None = None) -> SystemResult:
+async def run(url: str, cfg: RunConfig, progress: Progress | None = None, *,
+              admitted: bool = False) -> SystemResult:
     """Both measurements of scenario 1 against the Valkey at `url`."""
     progress = progress or Progress(enabled=False)
     result = SystemResult(
-        SYSTEM, n=cfg.n, versions=package_versions(CORE_PACKAGES),
+        ADMITTED_SYSTEM if admitted else SYSTEM, n=cfg.n, versions=package_versions(CORE_PACKAGES),
         latency_source="execution core created_at -> completed_at (Valkey server clock, ms)")
     result.config = {"workers": cfg.workers, "procs": cfg.procs,
                      "max_concurrent": cfg.worker_concurrency,
@@ -147,17 +156,20 @@ async def run(url: str, cfg: RunConfig, progress: Progress | None = None) -> Sys
                           lanes=lanes, listen_host="127.0.0.1", listen_port=0)
     payloads = payload_pool(cfg.payload_bytes)
     async with Server.running(config) as server, trio.open_nursery() as nursery:
+        policy = await _admission_policy(server) if admitted else None
+        if policy is not None:
+            result.config["policy"] = msgspec.to_builtins(policy)
         port = await nursery.start(serve_http, build_app(server), "127.0.0.1", 0)
         async with HttpClient(f"http://127.0.0.1:{port}",
                               max_connections=cfg.submit_concurrency) as http:
             if cfg.phased:
                 seconds = await _measure(server, http, url, cfg, lanes[0], payloads, progress,
-                                         result, phased=True)
+                                         result, phased=True, policy=policy)
                 result.submit_rate = rate(cfg.n, seconds.get("submit"))
                 result.drain_rate = rate(cfg.n, seconds.get("drain"))
             if result.status == "ok":
                 seconds = await _measure(server, http, url, cfg, lanes[1], payloads, progress,
-                                         result, phased=False)
+                                         result, phased=False, policy=policy)
                 result.e2e_rate = rate(cfg.n, seconds.get("e2e"))
                 if not cfg.phased:
                     result.submit_rate = rate(cfg.n, seconds.get("submit"))
@@ -165,9 +177,20 @@ async def run(url: str, cfg: RunConfig, progress: Progress | None = None) -> Sys
     return result
 
 
+async def _admission_policy(server: Server) -> ExecutionPolicy:
+    """One budget and one quota that admit everything the run submits."""
+    budget = await server.create_budget(CreateBudgetArgs(
+        dimensions=["tokens"], hard_limits=[10**15], soft_limits=[0]))
+    quota = await server.create_quota_policy(CreateQuotaPolicyArgs(
+        window_seconds=1, max_requests_per_window=1_000_000, max_concurrent=100_000))
+    assert budget.Created is not None and quota.Created is not None
+    return ExecutionPolicy(budget_ids=[budget.Created.budget_id],
+                           quota_policy_id=quota.Created.quota_policy_id)
+
+
 async def _measure(server: Server, http: HttpClient, url: str, cfg: RunConfig, lane: str,
                    payloads: list[str], progress: Progress, result: SystemResult, *,
-                   phased: bool) -> dict[str, float]:
+                   phased: bool, policy: ExecutionPolicy | None) -> dict[str, float]:
     n = cfg.n
     name = "phased" if phased else "e2e"
     nparts = server.partition_config.num_flow_partitions
@@ -187,7 +210,7 @@ async def _measure(server: Server, http: HttpClient, url: str, cfg: RunConfig, l
     async def submit_direct(i: int) -> None:
         created = await server.create_execution(CreateExecutionArgs(
             execution_kind=KIND, lane_id=lane, input_payload=payloads[i % len(payloads)],
-            payload_encoding="binary", execution_id=ids[i] or None))
+            payload_encoding="binary", execution_id=ids[i] or None, policy=policy))
         ids[i] = created.execution_id
 
     async def submit_one(i: int) -> None:
@@ -198,6 +221,8 @@ async def _measure(server: Server, http: HttpClient, url: str, cfg: RunConfig, l
                                 "payload_encoding": "binary"}
         if ids[i]:
             body["execution_id"] = ids[i]
+        if policy is not None:
+            body["policy"] = policy
         try:
             response = await http.request("POST", "/v1/executions", json=body)
         except HttpError as exc:

@@ -93,38 +93,64 @@ class Admission:
     def quota_keys(self, quota_policy_id: str) -> QuotaKeys:
         return QuotaKeys(quota_policy_id, self.partitions.quota_partition(quota_policy_id))
 
+    def _budget_reads(self, budget_ids: tuple[str, ...]) -> list[tuple[str, str]]:
+        reads = []
+        for bid in budget_ids:
+            keys = self.budget_keys(bid)
+            reads += [("HGETALL", keys.limits), ("HGETALL", keys.usage)]
+        return reads
+
+    @staticmethod
+    def _budget_pairs(replies: list[object]) -> list[tuple[dict[str, str], dict[str, str]]]:
+        decoded = [{text(k): text(v) for k, v in (r or {}).items()}  # type: ignore[attr-defined]
+                   for r in replies]
+        return [(decoded[i], decoded[i + 1]) for i in range(0, len(decoded), 2)]
+
     async def budget_states(self, budget_ids: tuple[str, ...]
                             ) -> list[tuple[dict[str, str], dict[str, str]]]:
         """(limits, usage) of each budget, in one pipelined read."""
         pipe = self.client.pipeline()
-        for bid in budget_ids:
-            keys = self.budget_keys(bid)
-            pipe.execute_command("HGETALL", keys.limits)
-            pipe.execute_command("HGETALL", keys.usage)
-        replies = await pipe.run(raise_on_error=True)
-        decoded = [{text(k): text(v) for k, v in (r or {}).items()} for r in replies]
-        return [(decoded[2 * i], decoded[2 * i + 1]) for i in range(len(budget_ids))]
+        for command in self._budget_reads(budget_ids):
+            pipe.execute_command(*command)
+        return self._budget_pairs(await pipe.run(raise_on_error=True))
+
+    async def _budget_block(self, attached: Attachments,
+                            states: list[tuple[dict[str, str], dict[str, str]]]) -> bool:
+        """Blocks the execution when one of its budgets reached a hard limit."""
+        for bid, (limits, usage) in zip(attached.budget_ids, states, strict=True):
+            breach = budget_breach(limits, usage)
+            if breach is not None:
+                dim, used, limit = breach
+                BUDGET_HITS.labels(dimension=dim).inc()
+                await self._block(attached, "waiting_for_budget",
+                                  f"budget {bid}: {dim} {used}/{limit}")
+                return True
+        return False
 
     async def admit(self, attached: Attachments) -> bool:
-        """True when the execution may run now; otherwise it has been blocked."""
-        if attached.budget_ids:
-            states = await self.budget_states(attached.budget_ids)
-            for bid, (limits, usage) in zip(attached.budget_ids, states, strict=True):
-                breach = budget_breach(limits, usage)
-                if breach is not None:
-                    dim, used, limit = breach
-                    BUDGET_HITS.labels(dimension=dim).inc()
-                    await self._block(attached, "waiting_for_budget",
-                                      f"budget {bid}: {dim} {used}/{limit}")
-                    return False
-        if not attached.quota_policy_id:
-            return True
+        """True when the execution may run now; otherwise it has been blocked.
+
+        With budgets and a quota, the budget reads and the quota check share one round
+        trip; a budget block found afterwards gives the quota's concurrency slot back (the
+        admission stays counted in the quota's current window: fewer admissions, never
+        more)."""
         qid = attached.quota_policy_id
+        if not qid:
+            if attached.budget_ids:
+                return not await self._budget_block(
+                    attached, await self.budget_states(attached.budget_ids))
+            return True
         try:
-            verdict = await quota_fns.check_admission(
-                self.library, self.quota_keys(qid), attached.execution_id)
+            replies, verdict = await quota_fns.check_admission_after_reads(
+                self.library, self._budget_reads(attached.budget_ids), self.quota_keys(qid),
+                attached.execution_id)
         except NotFoundError:
             await self._block(attached, "waiting_for_quota", f"quota {qid}: no such policy")
+            return False
+        if attached.budget_ids and await self._budget_block(attached,
+                                                            self._budget_pairs(replies)):
+            if verdict.admitted:
+                await self.release(attached.execution_id, qid)
             return False
         if verdict.admitted:
             return True

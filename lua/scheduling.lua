@@ -105,21 +105,22 @@ end)
 -- The first execution at the head (`limit` entries) of `set_key` this worker may take:
 -- claimable (mode claim) or reclaimable (mode reclaim), not granted to anyone, and with
 -- every required capability in `caps`. On the way, entries whose execution moved on are
--- dropped and capability mismatches parked in blocked:route (claim mode).
+-- dropped and capability mismatches parked in blocked:route (claim mode). An entry with a
+-- live grant (held for admission, or for a claim in flight) is skipped before its record
+-- is loaded: with many workers the head holds several of them.
 -- Returns ctx or nil, and how many were parked.
 local function first_takeable(set_key, mode, caps, limit, now)
   local tag = tag_of(set_key)
   local takeable = mode == 'claim' and is_claimable or is_reclaimable
   local blocked = 0
   for _, eid in ipairs(redis.call('ZRANGE', set_key, 0, limit - 1)) do
-    local ctx = load_exec(exec_key(tag, eid, 'core'), eid)
-    if not ctx or not takeable(ctx.core) then
-      redis.call('ZREM', set_key, eid)
-    elseif redis.call('EXISTS', ctx.k('claim_grant')) == 0 then
-      if missing_caps(ctx.core.required_capabilities, caps) == '' then
+    if redis.call('EXISTS', exec_key(tag, eid, 'claim_grant')) == 0 then
+      local ctx = load_exec(exec_key(tag, eid, 'core'), eid)
+      if not ctx or not takeable(ctx.core) then
+        redis.call('ZREM', set_key, eid)
+      elseif missing_caps(ctx.core.required_capabilities, caps) == '' then
         return ctx, blocked
-      end
-      if mode == 'claim' then
+      elseif mode == 'claim' then
         park_for_capabilities(ctx, now)
         blocked = blocked + 1
       end

@@ -240,6 +240,29 @@ class FunctionLibrary:
             raw = await self.client.fcall(name, keys, args)
         return parse_envelope(raw)
 
+    async def call_after_reads(self, reads: Sequence[Sequence[object]], name: str,
+                               keys: Sequence[str], args: Sequence[object]
+                               ) -> tuple[list[object], Reply]:
+        """Plain read commands, then one function call, in one round trip: the reads'
+        replies (errors raise) and the call's `Reply`. Keys may live on other tags (the
+        reads are not part of the call's atomic step)."""
+        pipe = self.client.pipeline()
+        for command in reads:
+            pipe.execute_command(*command)
+        pipe.fcall(name, keys, args)
+        replies = await pipe.run()
+        for raw in replies[:-1]:
+            if isinstance(raw, resp_errors.ResponseError):
+                raise raw
+        raw = replies[-1]
+        if isinstance(raw, resp_errors.ResponseError):
+            if not _is_missing_function(raw):
+                error = BackendError("script_error", str(raw))
+                error.retryable = raw.retryable
+                raise error from raw
+            return list(replies[:-1]), await self.call(name, keys, args)
+        return list(replies[:-1]), parse_envelope(raw)
+
     async def call_many(self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[object]]]
                         ) -> list[Reply | FFError]:
         """`name` once per (keys, args), pipelined in one round trip and run in order.

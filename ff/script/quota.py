@@ -3,10 +3,12 @@ one `{q:K}` partition its policy id hashes to."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
 from ff.core.keys import QuotaKeys
-from ff.script.library import FunctionLibrary
+from ff.script.library import FunctionLibrary, Reply
 
 
 class Admission(msgspec.Struct, frozen=True):
@@ -43,14 +45,30 @@ async def create_quota_policy(lib: FunctionLibrary, keys: QuotaKeys, *, window_s
     return reply.status == "OK"
 
 
+def _admission_keys(keys: QuotaKeys, execution_id: str) -> tuple[str, ...]:
+    return (keys.def_, keys.window, keys.concurrency, keys.admitted(execution_id),
+            keys.admitted_set)
+
+
 async def check_admission(lib: FunctionLibrary, keys: QuotaKeys, execution_id: str
                           ) -> Admission:
-    reply = await lib.call(
-        "ff_check_admission_and_record",
-        (keys.def_, keys.window, keys.concurrency, keys.admitted(execution_id),
-         keys.admitted_set),
-        (execution_id,),
-    )
+    reply = await lib.call("ff_check_admission_and_record",
+                           _admission_keys(keys, execution_id), (execution_id,))
+    return _admission(reply)
+
+
+async def check_admission_after_reads(lib: FunctionLibrary, reads: Sequence[Sequence[object]],
+                                      keys: QuotaKeys, execution_id: str
+                                      ) -> tuple[list[object], Admission]:
+    """`reads` (plain commands, e.g. budget reads) and the admission check in one round
+    trip: the reads' replies and the verdict."""
+    replies, reply = await lib.call_after_reads(
+        reads, "ff_check_admission_and_record", _admission_keys(keys, execution_id),
+        (execution_id,))
+    return replies, _admission(reply)
+
+
+def _admission(reply: Reply) -> Admission:
     if reply.status == "RATE_EXCEEDED":
         return Admission(reply.status, retry_after_ms=int(reply.first()))
     if reply.status == "CONCURRENCY_EXCEEDED":

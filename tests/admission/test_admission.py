@@ -111,6 +111,25 @@ async def test_exhausted_budget_blocks_until_reset(server: Server, path: str) ->
 
 
 @pytest.mark.parametrize("path", ["grant", "direct"])
+async def test_budget_block_gives_the_quota_slot_back(server: Server, path: str) -> None:
+    """Budget reads and the quota check share a round trip: a budget block found after the
+    quota admitted the execution must not leave its concurrency slot taken."""
+    bid = await budget(server, hard=10)
+    qid = await quota(server, window=60, concurrent=1)
+    eid = await submit(server, policy=ExecutionPolicy(budget_ids=[bid], quota_policy_id=qid))
+    assert (await report(server, bid, 10)).outcome == "Ok"
+    take = (lambda: claim(server)) if path == "grant" else (lambda: direct(server))
+    assert await take() is None
+    assert await core_field(server, eid, "blocking_reason") == "waiting_for_budget"
+    assert (await server.get_quota_policy(qid)).concurrency == 0
+    await server.reset_budget(bid)
+    assert await server.engine.scanner("unblock").run_once() == 1
+    lease = await take()
+    assert lease is not None and lease.execution_id == eid
+    assert (await server.get_quota_policy(qid)).concurrency == 1
+
+
+@pytest.mark.parametrize("path", ["grant", "direct"])
 async def test_concurrency_cap_holds_and_ending_releases(server: Server, path: str) -> None:
     qid = await quota(server, window=60, concurrent=2)
     eids = [await submit(server, policy=ExecutionPolicy(quota_policy_id=qid))

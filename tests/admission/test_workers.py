@@ -110,7 +110,7 @@ async def test_concurrency_cap_is_never_exceeded(server: Server, server_url: str
         nonlocal running_now, peak
         running_now += 1
         peak = max(peak, running_now)
-        await trio.sleep(0.005)
+        await trio.sleep(0.05)  # long enough for the cap to fill on a loaded host
         running_now -= 1
 
     for w in workers:
