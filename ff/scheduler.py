@@ -135,6 +135,30 @@ class Scheduler:
 
         return await self._first(lane_id, worker_instance_id, lease_in)
 
+    async def claim_leases(
+        self,
+        *,
+        lane_id: str,
+        worker_id: str,
+        worker_instance_id: str,
+        capabilities: Iterable[str] = (),
+        lease_ttl_ms: int,
+        count: int,
+    ) -> list[LeaseHandle]:
+        """Up to `count` leases in one call (`ff_claim_batch`), from the first partition
+        that has work, in the order `claim_lease` would take them one by one."""
+        caps_csv = self._validate(lane_id, worker_id, worker_instance_id, capabilities)
+
+        async def leases_in(partition: int) -> list[LeaseHandle] | None:
+            ids = [(str(uuid.uuid4()), str(uuid.uuid4())) for _ in range(count)]
+            leases = await scheduling_fns.claim_batch(
+                self.library, partition, lane_id=lane_id, worker_id=worker_id,
+                worker_instance_id=worker_instance_id, worker_caps_csv=caps_csv,
+                lease_ttl_ms=lease_ttl_ms, ids=ids)
+            return leases or None
+
+        return await self._first(lane_id, worker_instance_id, leases_in) or []
+
 
 def check_grant_ttl(grant_ttl_ms: int) -> None:
     """The one validation of a grant TTL in Python (the library applies the same bounds)."""

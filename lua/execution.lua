@@ -13,7 +13,7 @@ local load_exec, new_exec, not_found, not_active = record.load_exec, record.new_
 local write_state, add_eligible, history = record.write_state, record.add_eligible, record.history
 local release_lease_indexes, close_stream = record.release_lease_indexes, record.close_stream
 local end_attempt, finish, load_policy = record.end_attempt, record.finish, record.load_policy
-local leave_terminal = record.leave_terminal
+local leave_terminal, HOLDER_FIELDS = record.leave_terminal, record.HOLDER_FIELDS
 local holder_check, already_ended_by_caller = lease.holder_check, lease.already_ended_by_caller
 
 -- Validates the policy JSON the way the Python Structs do for the fields Lua relies on.
@@ -165,7 +165,7 @@ end)
 --   Errors  execution_not_found, fence_required, partial_fence_triple,
 --           execution_not_active(+4), lease_revoked, lease_expired, stale_lease
 redis.register_function('ff_complete_execution', function(keys, args)
-  local ctx = load_exec(keys[1], args[1])
+  local ctx = load_exec(keys[1], args[1], HOLDER_FIELDS)
   if not ctx then return not_found(args[1]) end
   local core = ctx.core
   if already_ended_by_caller(core, args[3], args[4], 'success') then
@@ -177,7 +177,6 @@ redis.register_function('ff_complete_execution', function(keys, args)
   end_attempt(ctx, 'ended_success', now, nil)
   close_stream(ctx, core.current_attempt_index, 'attempt_success', now)
   if is_set(args[5]) then redis.call('SET', ctx.k('result'), args[5]) end
-  history(ctx, 'released', 'completed')
   finish(ctx, 'success', now, nil)
   return ok('completed')
 end)
@@ -223,7 +222,7 @@ end
 --           ALREADY_SATISFIED(same) when the same holder repeats a call that landed
 --   Errors  as ff_complete_execution
 redis.register_function('ff_fail_execution', function(keys, args)
-  local ctx = load_exec(keys[1], args[1])
+  local ctx = load_exec(keys[1], args[1], HOLDER_FIELDS)
   if not ctx then return not_found(args[1]) end
   local core = ctx.core
   if already_ended_by_caller(core, args[3], args[4], 'failed') then

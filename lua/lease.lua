@@ -13,6 +13,7 @@ local write_state, eligible_score, history = record.write_state, record.eligible
 local release_lease_indexes, close_stream = record.release_lease_indexes, record.close_stream
 local end_attempt, finish, load_policy = record.end_attempt, record.finish, record.load_policy
 local is_claimable, is_reclaimable = record.is_claimable, record.is_reclaimable
+local HOLDER_FIELDS, CLAIM_FIELDS = record.HOLDER_FIELDS, record.CLAIM_FIELDS
 
 -- Checks a claim grant for `worker_id`; returns nil or an error reply.
 local function check_grant(ctx, worker_id, now, check_expiry)
@@ -98,8 +99,12 @@ local function grant_lease(ctx, p, idx, attempt_id, attempt_type, now, extra)
   if timeout > 0 and attempt_type ~= 'resumed' then
     redis.call('ZADD', idx_key(ctx.tag, 'attempt_timeout'), fmt(now + timeout), ctx.eid)
   end
-  history(ctx, attempt_type == 'reclaim' and 'reclaimed' or 'acquired', attempt_type,
-    {'worker_id', p.worker_id, 'worker_instance_id', p.wiid})
+  -- The lease history records what ended or moved a lease (reclaim, expiry, revoke,
+  -- failure); a plain acquisition is on the attempt hash already.
+  if attempt_type == 'reclaim' then
+    history(ctx, 'reclaimed', attempt_type,
+      {'worker_id', p.worker_id, 'worker_instance_id', p.wiid})
+  end
   -- What the worker needs to run the attempt, so it does not read the record again.
   return ok(ctx.eid, p.lease_id, epoch, fmt(expires), attempt_id, idx, attempt_type,
     core.execution_kind or '', core.namespace or '', core.payload_encoding or '',
@@ -286,7 +291,7 @@ local function claim_with_grant(keys, args, problem_of, take)
   local p, bad = lease_params(args[2], args[3], args[4], args[5], args[6])
   if not p then return bad end
   p.renew_before = arg_int(args[7])
-  local ctx = load_exec(keys[1], args[1])
+  local ctx = load_exec(keys[1], args[1], CLAIM_FIELDS)
   if not ctx then return not_found(args[1]) end
   local problem = problem_of(ctx.core)
   if problem then return problem end
@@ -349,7 +354,7 @@ redis.register_function('ff_renew_lease', function(keys, args)
     + (is_set(args[5]) and 1 or 0)
   if given == 0 then return err('fence_required') end
   if given ~= 3 then return err('partial_fence_triple') end
-  local ctx = load_exec(keys[1], args[1])
+  local ctx = load_exec(keys[1], args[1], HOLDER_FIELDS)
   if not ctx then return not_found(args[1]) end
   local now = now_ms()
   local bad = check_lease(ctx, args[4], args[5], args[3], now)
@@ -448,7 +453,7 @@ redis.register_function('ff_reclaim_execution', function(keys, args)
   local p, bad = lease_params(args[2], args[3], args[4], args[5], args[6])
   if not p then return bad end
   p.renew_before = arg_int(args[7])
-  local ctx = load_exec(keys[1], args[1])
+  local ctx = load_exec(keys[1], args[1], CLAIM_FIELDS)
   if not ctx then return not_found(args[1]) end
   local core = ctx.core
   if not is_reclaimable(core) then

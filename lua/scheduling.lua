@@ -13,6 +13,7 @@ local is_claimable, is_reclaimable = record.is_claimable, record.is_reclaimable
 local lease_params, reclaim_cap = lease.lease_params, lease.reclaim_cap
 local fail_if_reclaim_cap_hit, reclaim_lease = lease.fail_if_reclaim_cap_hit, lease.reclaim_lease
 local fresh_claim, resume_claim = lease.fresh_claim, lease.resume_claim
+local CLAIM_FIELDS = record.CLAIM_FIELDS
 
 -- The grant arguments shared by claim grants, reclaim grants and grant_for_next, in
 -- this order: worker_id, worker_instance_id, lane_id, capability_hash, grant_ttl_ms,
@@ -112,7 +113,7 @@ local function first_takeable(set_key, mode, caps, limit, now)
   local takeable = mode == 'claim' and is_claimable or is_reclaimable
   local blocked = 0
   for _, eid in ipairs(redis.call('ZRANGE', set_key, 0, limit - 1)) do
-    local ctx = load_exec(exec_key(tag, eid, 'core'), eid)
+    local ctx = load_exec(exec_key(tag, eid, 'core'), eid, CLAIM_FIELDS)
     if not ctx or not takeable(ctx.core) then
       redis.call('ZREM', set_key, eid)
     elseif redis.call('EXISTS', ctx.k('claim_grant')) == 0 then
@@ -170,6 +171,23 @@ redis.register_function('ff_issue_grant_for_next', function(keys, args)
   return {1, 'EMPTY', fmt(total_blocked)}
 end)
 
+-- One lease of ff_claim_next: the first reclaimable execution (failing those past their
+-- reclaim cap on the way), else the first eligible one, resumed or started fresh.
+-- Returns the lease reply or nil, and how many were parked in blocked:route.
+local function claim_one(keys, p, caps, limit, now)
+  for _ = 1, limit do
+    local ctx = first_takeable(keys[1], 'reclaim', caps, limit, now)
+    if not ctx then break end
+    if not fail_if_reclaim_cap_hit(ctx, now) then return reclaim_lease(ctx, p, now), 0 end
+  end
+  local ctx, blocked = first_takeable(keys[2], 'claim', caps, limit, now)
+  if not ctx then return nil, blocked end
+  if ctx.core.attempt_state == 'attempt_interrupted' then
+    return resume_claim(ctx, p, now), blocked
+  end
+  return fresh_claim(ctx, p, now), blocked
+end
+
 -- ff_claim_next: grant and lease in one step, for a worker that runs the scheduler
 -- itself. Takes the first reclaimable, else eligible, execution this worker may run
 -- (same choice as ff_issue_grant_for_next) and claims it at once: a reclaim, a resume of
@@ -194,27 +212,52 @@ redis.register_function('ff_claim_next', function(keys, args)
   if problem then return err('invalid_capabilities', 'worker:' .. problem) end
   local limit = scan_limit(args[7])
   if not limit then return err('invalid_input', 'scan_limit must be 1..100') end
-  local caps = args[3] or ''
-  local now = now_ms()
-  local reply, ctx, blocked
-  for _ = 1, limit do
-    ctx = first_takeable(keys[1], 'reclaim', caps, limit, now)
-    if not ctx then break end
-    if not fail_if_reclaim_cap_hit(ctx, now) then
-      reply = reclaim_lease(ctx, p, now)
-      break
-    end
-  end
-  if not reply then
-    ctx, blocked = first_takeable(keys[2], 'claim', caps, limit, now)
-    if not ctx then return {1, 'EMPTY', fmt(blocked)} end
-    if ctx.core.attempt_state == 'attempt_interrupted' then
-      reply = resume_claim(ctx, p, now)
-    else
-      reply = fresh_claim(ctx, p, now)
-    end
-  end
+  local reply, blocked = claim_one(keys, p, args[3] or '', limit, now_ms())
+  if not reply then return {1, 'EMPTY', fmt(blocked)} end
   return reply
+end)
+
+-- ff_claim_batch: ff_claim_next for up to n leases at once (one per free slot of the
+-- worker), taken in the same order n calls of ff_claim_next would take them.
+--   KEYS[1]      ff:idx:{fp:N}:lane:<lane>:reclaimable
+--   KEYS[2]      ff:idx:{fp:N}:lane:<lane>:eligible
+--   ARGV[1]      worker_id
+--   ARGV[2]      worker_instance_id
+--   ARGV[3]      worker_capabilities_csv
+--   ARGV[4]      lease_ttl_ms
+--   ARGV[5]      scan_limit (1..100)
+--   ARGV[4+2i]   lease_id of lease i (i = 1..n, n 1..100)
+--   ARGV[5+2i]   attempt_id of lease i
+--   Reply   OK(blocked_count, {lease reply 1}, ..., {lease reply k}), k 1..n, each lease
+--           reply the whole {1, 'OK', ...} envelope of ff_claim_next; or
+--           EMPTY(blocked_count) when nothing here can be taken
+--   Errors  invalid_input, invalid_capabilities
+redis.register_function('ff_claim_batch', function(keys, args)
+  local count = (#args - 5) / 2
+  if count < 1 or count > 100 or count ~= math.floor(count) then
+    return err('invalid_input', '1..100 (lease_id, attempt_id) pairs are required')
+  end
+  local params = {}
+  for i = 1, count do
+    local p, bad = lease_params(args[1], args[2], args[4 + 2 * i], args[4], args[5 + 2 * i])
+    if not p then return bad end
+    params[i] = p
+  end
+  local problem = caps_problem(split_csv(args[3]))
+  if problem then return err('invalid_capabilities', 'worker:' .. problem) end
+  local limit = scan_limit(args[5])
+  if not limit then return err('invalid_input', 'scan_limit must be 1..100') end
+  local now = now_ms()
+  local out, total_blocked = {1, 'OK', '0'}, 0
+  for i = 1, count do
+    local reply, blocked = claim_one(keys, params[i], args[3] or '', limit, now)
+    total_blocked = total_blocked + blocked
+    if not reply then break end
+    out[#out + 1] = reply
+  end
+  if #out == 3 then return {1, 'EMPTY', fmt(total_blocked)} end
+  out[3] = fmt(total_blocked)
+  return out
 end)
 
 -- ff_issue_reclaim_grant: a grant to reclaim an execution whose lease expired or was

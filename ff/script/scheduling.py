@@ -16,10 +16,11 @@ from ff.core.records import (
     ReclaimGrantResult,
     ReclaimNotReclaimable,
 )
-from ff.script.library import FunctionLibrary
+from ff.script.library import FunctionLibrary, parse_envelope
 
 # How many entries at the head of an index one grant call may look at.
 GRANT_SCAN_LIMIT = 16
+CLAIM_BATCH_MAX = 100  # leases one ff_claim_batch call may take
 
 
 class _Grant(msgspec.Struct, frozen=True):
@@ -126,6 +127,25 @@ async def claim_next(lib: FunctionLibrary, partition: int, *, lane_id: str, work
     if reply.status == "EMPTY":
         return None
     return reply.into(LeaseHandle)
+
+
+async def claim_batch(lib: FunctionLibrary, partition: int, *, lane_id: str, worker_id: str,
+                      worker_instance_id: str, worker_caps_csv: str, lease_ttl_ms: int,
+                      ids: list[tuple[str, str]]) -> list[LeaseHandle]:
+    """Up to len(ids) leases in one call, each with its (lease_id, attempt_id) from
+    `ids` in order; an empty list when nothing in this partition can be taken."""
+    if not 1 <= len(ids) <= CLAIM_BATCH_MAX:
+        raise ValueError(f"claim_batch takes 1..{CLAIM_BATCH_MAX} id pairs")
+    idx = IndexKeys(partition)
+    reply = await lib.call(
+        "ff_claim_batch",
+        (idx.lane(lane_id, "reclaimable"), idx.lane(lane_id, "eligible")),
+        (worker_id, worker_instance_id, worker_caps_csv, lease_ttl_ms, GRANT_SCAN_LIMIT,
+         *(part for pair in ids for part in pair)),
+    )
+    if reply.status == "EMPTY":
+        return []
+    return [parse_envelope(raw).into(LeaseHandle) for raw in reply.values[1:]]
 
 
 async def change_priority(lib: FunctionLibrary, eid: str, new_priority: int) -> PriorityChange:
