@@ -65,10 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spread", choices=("solo", "partitions"), default="solo",
                         help="solo: ids minted by the server on the lane's partition; "
                              "partitions: ids spread over every partition")
-    parser.add_argument("--submit", choices=("http", "direct"), default="http",
-                        help="how ff's submitters create executions: over the HTTP API "
-                             "(default) or by calling Server.create_execution in-process "
-                             "(a diagnostic that leaves the HTTP cost out)")
+    parser.add_argument("--submit", choices=("http", "direct", "batch", "producer"),
+                        default="http",
+                        help="how ff's submitters create executions: one HTTP request each "
+                             "(default), Server.create_execution in-process (direct), "
+                             "POST /v1/executions:batch (batch), or the direct producer "
+                             "ff.Client (producer), the last two 100 per call")
     parser.add_argument("--url", default=None,
                         help="use this Valkey (redis://host:port/db) instead of a private "
                              "embedded valkey-server; nothing is flushed there")
