@@ -104,17 +104,23 @@ redis.register_function('ff_create_execution', function(keys, args)
   end
   local delayed = delay_until ~= nil and delay_until > now
   local ctx = new_exec(keys[1], eid, lane)
+  -- Unset fields (ids of a lease or attempt not yet taken, timestamps not yet reached)
+  -- are left out: an absent field reads as unset.
   local fields = {
     'execution_id', eid, 'namespace', ns, 'lane_id', lane, 'execution_kind', args[4] or '',
     'partition_id', args[15] or '', 'priority', fmt(priority),
-    'creator_identity', args[6] or '', 'flow_id', '', 'payload_encoding', args[9] or '',
-    'total_attempt_count', '0', 'current_attempt_index', '', 'current_attempt_id', '',
-    'current_lease_id', '', 'current_lease_epoch', '0', 'current_worker_id', '',
-    'current_worker_instance_id', '', 'current_lane', lane, 'retry_count', '0',
-    'replay_count', '0', 'lease_reclaim_count', '0', 'created_at', fmt(now),
-    'started_at', '', 'completed_at', '', 'delay_until', delayed and fmt(delay_until) or '',
-    'execution_deadline_at', deadline and fmt(deadline) or '',
+    'creator_identity', args[6] or '', 'payload_encoding', args[9] or '',
+    'total_attempt_count', '0', 'current_lease_epoch', '0', 'current_lane', lane,
+    'retry_count', '0', 'replay_count', '0', 'lease_reclaim_count', '0', 'created_at', fmt(now),
   }
+  if delayed then
+    fields[#fields + 1] = 'delay_until'
+    fields[#fields + 1] = fmt(delay_until)
+  end
+  if deadline then
+    fields[#fields + 1] = 'execution_deadline_at'
+    fields[#fields + 1] = fmt(deadline)
+  end
   if caps ~= '' then
     fields[#fields + 1] = 'required_capabilities'
     fields[#fields + 1] = caps

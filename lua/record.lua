@@ -29,7 +29,19 @@ local CLAIM_FIELDS = {'execution_id', 'lane_id', 'lifecycle_phase', 'ownership_s
   'required_capabilities', 'total_attempt_count', 'lease_reclaim_count', 'started_at',
   'execution_kind', 'namespace', 'payload_encoding', 'resume_signal_ids',
   'pending_retry_reason', 'pending_previous_attempt_index', 'pending_replay_reason',
-  'pending_replay_requested_by', 'budget_ids', 'quota_policy_id'}
+  'pending_replay_requested_by', 'budget_ids', 'quota_policy_id', 'lease_expired_at',
+  'lease_revoke_reason', 'delay_until', 'pending_replay_attempt'}
+
+-- Appends (name, '') to the flat list `fields` for each of `names` the core has set: a
+-- transition clears only what is there (an absent field reads as unset, like '').
+local function clear_set(core, fields, names)
+  for _, name in ipairs(names) do
+    if is_set(core[name]) then
+      fields[#fields + 1] = name
+      fields[#fields + 1] = ''
+    end
+  end
+end
 
 local function hmget(key, fields)
   local values = redis.call('HMGET', key, unpack(fields))
@@ -93,12 +105,13 @@ local function write_state(ctx, state, now, extra)
     args[#args + 1] = v
   end
   local pub = public_state(merged.lifecycle_phase, merged.eligibility_state, merged.terminal_outcome)
+  local now_s = fmt(now)
   args[#args + 1] = 'public_state'
   args[#args + 1] = pub
   args[#args + 1] = 'last_transition_at'
-  args[#args + 1] = fmt(now)
+  args[#args + 1] = now_s
   args[#args + 1] = 'last_mutation_at'
-  args[#args + 1] = fmt(now)
+  args[#args + 1] = now_s
   if extra then
     for i = 1, #extra do args[#args + 1] = extra[i] end
   end
@@ -201,8 +214,8 @@ local function finish(ctx, outcome, now, extra)
   local fields = {
     'completed_at', fmt(now), 'current_lease_id', '', 'current_worker_id', '',
     'current_worker_instance_id', '', 'lease_expires_at', '', 'lease_renewal_deadline', '',
-    'delay_until', '',
   }
+  clear_set(ctx.core, fields, {'delay_until'})
   if extra then
     for i = 1, #extra do fields[#fields + 1] = extra[i] end
   end
@@ -250,5 +263,6 @@ record.release_lease_indexes, record.close_stream, record.end_attempt, record.fi
   release_lease_indexes, close_stream, end_attempt, finish
 record.is_claimable, record.is_reclaimable, record.load_policy, record.lane_index_of =
   is_claimable, is_reclaimable, load_policy, lane_index_of
+record.clear_set = clear_set
 record.leave_terminal, record.HOLDER_FIELDS, record.CLAIM_FIELDS = leave_terminal,
   HOLDER_FIELDS, CLAIM_FIELDS

@@ -103,16 +103,15 @@ redis.register_function('ff_issue_claim_grant', function(keys, args)
   return ok(ctx.eid, fmt(write_grant(ctx, g, now)))
 end)
 
--- The first execution at the head (`limit` entries) of `set_key` this worker may take:
--- claimable (mode claim) or reclaimable (mode reclaim), not granted to anyone, and with
--- every required capability in `caps`. On the way, entries whose execution moved on are
--- dropped and capability mismatches parked in blocked:route (claim mode).
--- Returns ctx or nil, and how many were parked.
-local function first_takeable(set_key, mode, caps, limit, now)
+local HEAD_PAGE = 4  -- entries read first; the head is nearly always takeable
+
+-- first_takeable over the ids of one page; `seen` collects them (nil: do not collect).
+local function takeable_in(ids, set_key, mode, caps, now, seen)
   local tag = tag_of(set_key)
   local takeable = mode == 'claim' and is_claimable or is_reclaimable
   local blocked = 0
-  for _, eid in ipairs(redis.call('ZRANGE', set_key, 0, limit - 1)) do
+  for _, eid in ipairs(ids) do
+    if seen then seen[eid] = true end
     local ctx = load_exec(exec_key(tag, eid, 'core'), eid, CLAIM_FIELDS)
     if not ctx or not takeable(ctx.core) then
       redis.call('ZREM', set_key, eid)
@@ -127,6 +126,29 @@ local function first_takeable(set_key, mode, caps, limit, now)
     end
   end
   return nil, blocked
+end
+
+-- The first execution at the head (`limit` entries) of `set_key` this worker may take:
+-- claimable (mode claim) or reclaimable (mode reclaim), not granted to anyone, and with
+-- every required capability in `caps`. On the way, entries whose execution moved on are
+-- dropped and capability mismatches parked in blocked:route (claim mode). The first
+-- HEAD_PAGE entries are read first, the rest of the `limit` only when none of them fits.
+-- Returns ctx or nil, and how many were parked.
+local function first_takeable(set_key, mode, caps, limit, now)
+  local head = redis.call('ZRANGE', set_key, 0, math.min(limit, HEAD_PAGE) - 1)
+  if #head < HEAD_PAGE or limit <= HEAD_PAGE then
+    return takeable_in(head, set_key, mode, caps, now, nil)
+  end
+  local seen = {}
+  local ctx, blocked = takeable_in(head, set_key, mode, caps, now, seen)
+  if ctx then return ctx, blocked end
+  local rest = {}
+  for _, eid in ipairs(redis.call('ZRANGE', set_key, 0, limit - 1)) do
+    if not seen[eid] then rest[#rest + 1] = eid end
+  end
+  local more
+  ctx, more = takeable_in(rest, set_key, mode, caps, now, nil)
+  return ctx, blocked + more
 end
 
 local function scan_limit(v)
@@ -175,6 +197,7 @@ end)
 -- reclaim cap on the way), else the first eligible one, resumed or started fresh.
 -- Returns the lease reply or nil, and how many were parked in blocked:route.
 local function claim_one(keys, p, caps, limit, now)
+  p.no_grant = true  -- first_takeable only returns executions without a grant
   for _ = 1, limit do
     local ctx = first_takeable(keys[1], 'reclaim', caps, limit, now)
     if not ctx then break end
