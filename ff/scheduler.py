@@ -17,7 +17,7 @@ from typing import TypeVar
 import trio
 
 from ff.core.errors import ContentionError, ValidationError
-from ff.core.ids import validate_lane, validate_worker_id
+from ff.core.ids import new_uuid, validate_lane, validate_worker_id
 from ff.core.keys import IndexKeys
 from ff.core.limits import GRANT_TTL_MAX_MS, GRANT_TTL_MIN_MS
 from ff.core.partitions import PartitionConfig, fnv1a_64
@@ -130,8 +130,8 @@ class Scheduler:
             return await scheduling_fns.claim_next(
                 self.library, partition, lane_id=lane_id, worker_id=worker_id,
                 worker_instance_id=worker_instance_id, worker_caps_csv=caps_csv,
-                lease_id=str(uuid.uuid4()), lease_ttl_ms=lease_ttl_ms,
-                attempt_id=str(uuid.uuid4()))
+                lease_id=new_uuid(), lease_ttl_ms=lease_ttl_ms,
+                attempt_id=new_uuid())
 
         return await self._first(lane_id, worker_instance_id, lease_in)
 
@@ -150,7 +150,7 @@ class Scheduler:
         caps_csv = self._validate(lane_id, worker_id, worker_instance_id, capabilities)
 
         async def leases_in(partition: int) -> list[LeaseHandle] | None:
-            ids = [(str(uuid.uuid4()), str(uuid.uuid4())) for _ in range(count)]
+            ids = [(new_uuid(), new_uuid()) for _ in range(count)]
             leases = await scheduling_fns.claim_batch(
                 self.library, partition, lane_id=lane_id, worker_id=worker_id,
                 worker_instance_id=worker_instance_id, worker_caps_csv=caps_csv,
@@ -181,7 +181,7 @@ async def lease_from_grant(
 ) -> LeaseHandle:
     """Turns a grant into a lease: reclaim, fresh claim, or resume of an interrupted
     attempt (the library says which when the fresh claim does not apply)."""
-    lease_id, attempt_id = str(uuid.uuid4()), str(uuid.uuid4())
+    lease_id, attempt_id = new_uuid(), new_uuid()
 
     async def take(claim: Callable[..., Awaitable[LeaseHandle]]) -> LeaseHandle:
         return await claim(library, grant.execution_id, worker_id=worker_id,
