@@ -456,7 +456,8 @@ async def renew_all(library: FunctionLibrary, tasks: Callable[[], Iterable[Claim
             continue
         answers: list[int | BaseException]
         try:
-            with trio.fail_after(max(max(t._expires_local for t in due) - sent_at, 0.001)):
+            # Bounded by the earliest local expiry: no lease outlives its renewal's wait.
+            with trio.fail_after(max(min(t._expires_local for t in due) - sent_at, 0.001)):
                 answers = list(await lease_fns.renew_leases(library, [t._renewal() for t in due]))
         except (resp_errors.RespError, trio.TooSlowError, OSError) as exc:
             answers = [exc] * len(due)
