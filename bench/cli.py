@@ -10,6 +10,7 @@ table (medians when several runs were made).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import statistics
 import sys
@@ -80,20 +81,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--procs", type=int, default=0,
                         help="run the workers in this many child processes (default 0: in the "
                              "harness process)")
-    parser.add_argument("--worker-concurrency", type=int, default=1,
+    parser.add_argument("--worker-concurrency", type=_int_list, default=[1],
                         help="max_concurrent of each ff Worker (default 1, as the reference;"
                              " e.g. -w 2 --procs 2 --worker-concurrency 8 is one Worker per "
-                             "process running 8 tasks at once)")
+                             "process running 8 tasks at once); a comma list (8,32) sweeps: "
+                             "every system runs at each, and the table keeps its best")
     parser.add_argument("--payload-bytes", type=int, default=4096)
     parser.add_argument("--concurrency", type=int, default=32,
                         help="submissions in flight at once (default 32)")
     parser.add_argument("--spread", choices=("solo", "partitions"), default="solo",
                         help="solo: ids minted by the server on the lane's partition; "
                              "partitions: ids spread over every partition")
-    parser.add_argument("--submit", choices=("http", "direct"), default="http",
-                        help="how ff's submitters create executions: over the HTTP API "
-                             "(default) or by calling Server.create_execution in-process "
-                             "(a diagnostic that leaves the HTTP cost out)")
+    parser.add_argument("--submit", type=_submit_list, default=["http"],
+                        help="how ff's submitters create executions: one HTTP request each "
+                             "(http, the default), Server.create_execution in-process "
+                             "(direct), POST /v1/executions:batch (batch), or the direct "
+                             "producer ff.Client (producer), the last two 100 per call; a "
+                             "comma list runs ff once per mode, as systems `ff (mode)`")
     parser.add_argument("--url", default=None,
                         help="use this Valkey (redis://host:port/db) instead of a private "
                              "embedded valkey-server; nothing is flushed there")
@@ -123,11 +127,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scenario3.add_arguments(parser)
 
 
+SUBMIT_MODES = ("http", "direct", "batch", "producer")
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def _submit_list(text: str) -> list[str]:
+    modes = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [m for m in modes if m not in SUBMIT_MODES]
+    if unknown or not modes:
+        raise argparse.ArgumentTypeError(f"submit modes are {', '.join(SUBMIT_MODES)}")
+    return modes
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The first sweep step's configuration (`run_report` makes the others)."""
     return RunConfig(n=args.n, workers=args.workers, procs=args.procs,
                      payload_bytes=args.payload_bytes, submit_concurrency=args.concurrency,
                      timeout=args.timeout, phased=not args.no_phased, spread=args.spread,
-                     worker_concurrency=args.worker_concurrency, submit=args.submit)
+                     worker_concurrency=args.worker_concurrency[0], submit=args.submit[0])
 
 
 def run_bench_command(args: argparse.Namespace) -> int:
@@ -155,7 +175,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
     if args.scenario in ("scenario4", "scenario6"):
         from bench.flows import run_flow_bench
         return run_flow_bench(args)
-    if min(args.n, args.workers, args.runs, args.concurrency, args.worker_concurrency) < 1:
+    if min(args.n, args.workers, args.runs, args.concurrency, *args.worker_concurrency) < 1:
         print("ff bench: --tasks, --workers, --runs, --concurrency and --worker-concurrency "
               "must be >= 1",
               file=sys.stderr)
@@ -168,7 +188,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
     progress = Progress(enabled=not args.no_progress)
     report = trio.run(run_report, config_from_args(args), args.url, peers, args.runs,
                       not args.no_baseline, not args.no_ff, args.peers_dir, progress,
-                      args.admission)
+                      args.worker_concurrency, args.submit, args.admission)
     if args.json:
         path = report.write(Path(args.json))
     else:
@@ -213,15 +233,21 @@ class _WarningTally(logging.Handler):
 
 async def run_report(cfg: RunConfig, url: str | None, peers: list[str], runs: int,
                      baseline: bool, ff: bool, peers_dir: str | None,
-                     progress: Progress, admission: bool = False) -> Report:
-    """Every requested system, `runs` times, on one Valkey; the report holds the medians
-    (`results`) and every single run (`runs`)."""
+                     progress: Progress, concurrencies: list[int] | None = None,
+                     submits: list[str] | None = None, admission: bool = False) -> Report:
+    """Every requested system at every worker concurrency of the sweep, `runs` times, on
+    one Valkey. The report holds, per system, the medians at its best concurrency
+    (`results`), the medians at every concurrency (`sweep`) and every single run (`runs`).
+    Each result carries the Valkey CPU it cost per task (INFO cpu delta / tasks). With
+    `admission`, ff also runs with one budget and one quota on every execution."""
     from bench import baseline as baseline_mod
     from bench import scenario1
     from bench.peers import run_peer
     from ff.embedded import EmbeddedServer
     from ff.resp import Client
 
+    concurrencies = concurrencies or [cfg.worker_concurrency]
+    submits = submits or [cfg.submit]
     tally = _WarningTally()
     root = logging.getLogger()
     # During the run ff's own records are only counted (a line per record on stderr would
@@ -229,8 +255,10 @@ async def run_report(cfg: RunConfig, url: str | None, peers: list[str], runs: in
     previous_handlers, previous_level = root.handlers[:], root.level
     root.handlers[:] = [tally]
     root.setLevel(logging.WARNING)
-    report = Report(scenario="scenario1",
-                    config={**_config_dict(cfg, runs, url, peers), "admission": admission},
+    config = _config_dict(cfg, runs, url, peers)
+    config.update(worker_concurrency_sweep=concurrencies, submit_modes=submits,
+                  admission=admission)
+    report = Report(scenario="scenario1", config=config,
                     host=host_info(), git_sha=git_sha(), timestamp_utc=utc_now())
     all_runs: list[list[SystemResult]] = []
     with tempfile.TemporaryDirectory(prefix="ff-bench-") as tmp:
@@ -245,47 +273,75 @@ async def run_report(cfg: RunConfig, url: str | None, peers: list[str], runs: in
                 report.valkey_version = server_version_from_info(
                     info.decode() if isinstance(info, bytes) else str(info))
 
-                async def fresh() -> None:
+                async def measure(system: str, step: RunConfig, measurement: Any
+                                  ) -> SystemResult:
                     if embedded is not None:
                         await client.execute("FLUSHALL")
+                    before = await _valkey_cpu_s(client)
+                    result = await _guarded(system, step, measurement)
+                    result.system = system
+                    result.worker_concurrency = step.worker_concurrency
+                    tasks = step.n * (2 if result.drain_rate is not None else 1)
+                    if result.status == "ok":
+                        spent = await _valkey_cpu_s(client) - before
+                        result.valkey_cpu_us = round(spent * 1e6 / tasks, 1)
+                    return result
 
                 for run_index in range(runs):
                     progress.message(f"run {run_index + 1}/{runs}")
                     results: list[SystemResult] = []
-                    if baseline:
-                        await fresh()
-                        results.append(await _guarded(
-                            baseline_mod.SYSTEM, cfg, baseline_mod.run(url, cfg, progress)))
-                    if ff:
-                        await fresh()
-                        results.append(await _guarded(
-                            scenario1.SYSTEM, cfg, scenario1.run(url, cfg, progress)))
-                    if ff and admission:
-                        await fresh()
-                        results.append(await _guarded(
-                            scenario1.ADMITTED_SYSTEM, cfg,
-                            scenario1.run(url, cfg, progress, admitted=True)))
-                    for name in peers:
-                        await fresh()
-                        results.append(await _guarded(
-                            name, cfg, run_peer(name, url, cfg, progress, peers_dir)))
+                    for wc in concurrencies:
+                        step = dataclasses.replace(cfg, worker_concurrency=wc)
+                        if baseline:
+                            results.append(await measure(
+                                baseline_mod.SYSTEM, step,
+                                baseline_mod.run(url, step, progress)))
+                        if ff:
+                            for mode in submits:
+                                ff_step = dataclasses.replace(step, submit=mode)
+                                name = (scenario1.SYSTEM if len(submits) == 1
+                                        else f"{scenario1.SYSTEM} ({mode})")
+                                results.append(await measure(
+                                    name, ff_step, scenario1.run(url, ff_step, progress)))
+                                if admission:
+                                    results.append(await measure(
+                                        name.replace(scenario1.SYSTEM,
+                                                     scenario1.ADMITTED_SYSTEM),
+                                        ff_step, scenario1.run(url, ff_step, progress,
+                                                               admitted=True)))
+                        for name in peers:
+                            results.append(await measure(
+                                name, step, run_peer(name, url, step, progress, peers_dir)))
                     all_runs.append(results)
         finally:
             if embedded is not None:
                 await embedded.stop()
             root.handlers[:] = previous_handlers
             root.setLevel(previous_level)
-    report.results = median_results(all_runs)
+    report.sweep = median_results(all_runs)
+    report.results = best_per_system(report.sweep)
     report.runs = all_runs
     if ff and admission:
         report.notes += admission_ratios(all_runs)
     if embedded is not None:
         report.notes.append("private valkey-server (appendonly yes, appendfsync everysec), "
                             "FLUSHALL before each system")
+    if len(concurrencies) > 1:
+        report.notes.append(f"worker concurrency sweep {concurrencies}: each system's row is "
+                            "its best median e2e/s (`wc` column); every step is in `sweep`")
     for key, count in tally.counts.most_common():
         report.notes.append(f"{count} log records '{key}' in the harness process, e.g. "
                             f"{tally.example[key]!r}")
     return report
+
+
+async def _valkey_cpu_s(client: Any) -> float:
+    """used_cpu_user + used_cpu_sys of the Valkey server, in seconds."""
+    raw = await client.execute("INFO", "cpu")
+    fields = dict(line.split(":", 1) for line in
+                  (raw.decode() if isinstance(raw, bytes) else str(raw)).splitlines()
+                  if ":" in line)
+    return float(fields["used_cpu_user"]) + float(fields["used_cpu_sys"])
 
 
 async def _guarded(system: str, cfg: RunConfig, measurement: Any) -> SystemResult:
@@ -310,7 +366,7 @@ def _config_dict(cfg: RunConfig, runs: int, url: str | None, peers: list[str]) -
             "valkey": "external" if url else "embedded", "peers": peers}
 
 
-_MEDIAN_FIELDS = ("e2e_rate", "submit_rate", "drain_rate")
+_MEDIAN_FIELDS = ("e2e_rate", "submit_rate", "drain_rate", "valkey_cpu_us")
 
 
 def admission_ratios(all_runs: list[list[SystemResult]]) -> list[str]:
@@ -339,16 +395,18 @@ def median_results(all_runs: list[list[SystemResult]]) -> list[SystemResult]:
     by_system: dict[str, list[SystemResult]] = {}
     for results in all_runs:
         for r in results:
-            if r.system not in by_system:
-                order.append(r.system)
-            by_system.setdefault(r.system, []).append(r)
+            key = f"{r.system}@{r.worker_concurrency}"
+            if key not in by_system:
+                order.append(key)
+            by_system.setdefault(key, []).append(r)
     merged = []
-    for system in order:
-        rs = by_system[system]
+    for key in order:
+        rs = by_system[key]
         good = [r for r in rs if r.status == "ok"]
         first = rs[0]
-        m = SystemResult(system, n=first.n, latency_source=first.latency_source,
-                         config=first.config, versions=first.versions)
+        m = SystemResult(first.system, n=first.n, latency_source=first.latency_source,
+                         config=first.config, versions=first.versions,
+                         worker_concurrency=first.worker_concurrency)
         bad = [r for r in rs if r.status != "ok"]
         m.status = "ok" if not bad else (bad[0].status if not good else "ok")
         m.verified = bool(good) and all(r.verified for r in rs if r.status != "skipped")
@@ -366,6 +424,18 @@ def median_results(all_runs: list[list[SystemResult]]) -> list[SystemResult]:
         m.notes += sorted({n for r in rs for n in r.notes})
         merged.append(m)
     return merged
+
+
+def best_per_system(results: list[SystemResult]) -> list[SystemResult]:
+    """Per system (first-seen order), its result at the concurrency with the highest
+    e2e/s (an ok result beats any failed one)."""
+    best: dict[str, SystemResult] = {}
+    for r in results:
+        held = best.get(r.system)
+        if held is None or (r.status == "ok", r.e2e_rate or 0) > (
+                held.status == "ok", held.e2e_rate or 0):
+            best[r.system] = r
+    return list(best.values())
 
 
 def main(argv: list[str] | None = None) -> int:

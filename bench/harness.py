@@ -121,6 +121,8 @@ class SystemResult:
     config: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    worker_concurrency: int | None = None
+    valkey_cpu_us: float | None = None  # Valkey CPU (INFO cpu delta) per task, us
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SystemResult:
@@ -142,6 +144,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     system: str = "flowfabric"
     runs: list[list[SystemResult]] = field(default_factory=list)
+    sweep: list[SystemResult] = field(default_factory=list)
 
     def result(self, system: str) -> SystemResult | None:
         return next((r for r in self.results if r.system == system), None)
@@ -156,7 +159,7 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        ff = self.result("ff")
+        ff = next((r for r in self.results if r.system.startswith("ff")), None)
         # The flat fields of the reference report, filled from ff's own figures.
         data["throughput_ops_per_sec"] = ff.e2e_rate if ff else None
         data["latency_ms"] = ff.latency_ms if ff else {}
@@ -184,16 +187,18 @@ class Report:
             f"{cfg.get('payload_bytes')} B payload, submit concurrency "
             f"{cfg.get('submit_concurrency')}, {cfg.get('runs', 1)} run(s)"
             + (" (medians)" if cfg.get("runs", 1) > 1 else "") + ".", "",
-            "| system | status | e2e/s | vs baseline | submit/s | drain/s | p50 ms | p95 ms "
-            "| p99 ms | verified |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+            "| system | status | wc | e2e/s | vs baseline | submit/s | drain/s | valkey us/task "
+            "| p50 ms | p95 ms | p99 ms | verified |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for r in self.results:
             lat = r.latency_ms
             lines.append(
-                f"| {r.system} | {r.status} | {_fmt(r.e2e_rate)} | "
+                f"| {r.system} | {r.status} | {r.worker_concurrency or '-'} | "
+                f"{_fmt(r.e2e_rate)} | "
                 f"{_fmt_ratio(ratios.get(r.system))} | {_fmt(r.submit_rate)} | "
-                f"{_fmt(r.drain_rate)} | {_fmt(lat.get('p50'))} | {_fmt(lat.get('p95'))} | "
+                f"{_fmt(r.drain_rate)} | {_fmt(r.valkey_cpu_us)} | {_fmt(lat.get('p50'))} | "
+                f"{_fmt(lat.get('p95'))} | "
                 f"{_fmt(lat.get('p99'))} | {r.completed}/{r.n}"
                 f"{'' if r.verified else ' (not verified)'} |")
         lines.append("")
@@ -212,13 +217,14 @@ class Report:
                 f"  payload={self.config.get('payload_bytes')} B  host: {host.get('cores')} cores"
                 f" {host.get('cpu', '?')}, {host.get('mem_gb')} GiB, {self.valkey_version}")
         ratios = self.ratios()
-        rows = [("system", "status", "e2e/s", "vs base", "submit/s", "drain/s",
-                 "p50 ms", "p95 ms", "p99 ms", "verified")]
+        rows = [("system", "status", "wc", "e2e/s", "vs base", "submit/s", "drain/s",
+                 "vk us/task", "p50 ms", "p95 ms", "p99 ms", "verified")]
         for r in self.results:
             lat = r.latency_ms
             rows.append((
-                r.system, r.status, _fmt(r.e2e_rate), _fmt_ratio(ratios.get(r.system)),
-                _fmt(r.submit_rate), _fmt(r.drain_rate), _fmt(lat.get("p50")),
+                r.system, r.status, str(r.worker_concurrency or "-"), _fmt(r.e2e_rate),
+                _fmt_ratio(ratios.get(r.system)), _fmt(r.submit_rate), _fmt(r.drain_rate),
+                _fmt(r.valkey_cpu_us), _fmt(lat.get("p50")),
                 _fmt(lat.get("p95")), _fmt(lat.get("p99")),
                 f"{r.completed}/{r.n}" + ("" if r.verified else " !") if r.n else "-",
             ))

@@ -3,7 +3,9 @@
 An in-process `Server` (scanners on) serves the real HTTP API (`ff.http.routes.build_app`) on
 a loopback port. Submitters `POST /v1/executions` (kind `bench.scenario1`, a 4 KiB payload,
 `payload_encoding` binary) with bounded concurrency over keep-alive connections (or, with
-`--submit direct`, call `Server.create_execution` in-process: a diagnostic without HTTP); W
+`--submit direct`, call `Server.create_execution` in-process: a diagnostic without HTTP;
+`--submit batch`: `POST /v1/executions:batch` with BATCH_SIZE items per request;
+`--submit producer`: the direct producer `ff.Client.create_executions`, same batches); W
 `ff.worker.Worker`s (max_concurrent 1 each by default, lease 30 s, the SDK's own claim loop:
 scheduler grant -> claim -> handler -> complete) drain them, in this process or in `--procs`
 child processes.
@@ -55,14 +57,25 @@ from ff.core.budget_records import CreateBudgetArgs, CreateQuotaPolicyArgs
 from ff.core.ids import ExecutionId
 from ff.core.keys import ExecKeys, IndexKeys
 from ff.core.policy import ExecutionPolicy
-from ff.core.records import CreateExecutionArgs
+from ff.core.records import CreateExecutionArgs, CreateResult
 from ff.http import serve_http
 from ff.http.routes import build_app
+from ff.producer import Client
 from ff.server import Server
 from ff.worker import Worker
 
 SYSTEM = "ff"
 ADMITTED_SYSTEM = "ff+admission"
+BATCH_SIZE = 100  # executions per request with --submit batch / producer
+BATCH_CONCURRENCY = 4  # batch requests in flight
+SUBMIT_DESCRIPTIONS = {
+    "http": "HTTP POST /v1/executions, keep-alive",
+    "direct": "in-process Server.create_execution (no HTTP)",
+    "batch": f"HTTP POST /v1/executions:batch, {BATCH_SIZE} per request, "
+             f"{BATCH_CONCURRENCY} in flight",
+    "producer": f"ff.Client.connect(valkey).create_executions, {BATCH_SIZE} per call, "
+                f"{BATCH_CONCURRENCY} in flight",
+}
 CORE_FIELDS = ("public_state", "total_attempt_count", "created_at", "completed_at")
 
 
@@ -72,6 +85,10 @@ class _Created(msgspec.Struct):
 
 class _CreateReply(msgspec.Struct):
     Created: _Created | None = None
+
+
+class _BatchReply(msgspec.Struct):
+    results: list[_CreateReply]
 
 
 class _Tally:
@@ -148,14 +165,14 @@ async def run(url: str, cfg: RunConfig, progress: Progress | None = None, *,
                      "max_concurrent": cfg.worker_concurrency,
                      "lease_ttl_ms": 30_000, "submit_concurrency": cfg.submit_concurrency,
                      "spread": cfg.spread,
-                     "submit": ("HTTP POST /v1/executions, keep-alive" if cfg.submit == "http"
-                                else "in-process Server.create_execution (no HTTP)")}
+                     "submit": SUBMIT_DESCRIPTIONS[cfg.submit]}
     tag = uuid.uuid4().hex[:8]
     lanes = (f"bench-seed-{tag}", f"bench-e2e-{tag}")
     config = ServerConfig(valkey_url=url, waitpoint_hmac_secret=secrets.token_hex(32),
                           lanes=lanes, listen_host="127.0.0.1", listen_port=0)
     payloads = payload_pool(cfg.payload_bytes)
-    async with Server.running(config) as server, trio.open_nursery() as nursery:
+    async with (Server.running(config) as server, Client.connect(url) as producer,
+                trio.open_nursery() as nursery):
         policy = await _admission_policy(server) if admitted else None
         if policy is not None:
             result.config["policy"] = msgspec.to_builtins(policy)
@@ -163,13 +180,15 @@ async def run(url: str, cfg: RunConfig, progress: Progress | None = None, *,
         async with HttpClient(f"http://127.0.0.1:{port}",
                               max_connections=cfg.submit_concurrency) as http:
             if cfg.phased:
-                seconds = await _measure(server, http, url, cfg, lanes[0], payloads, progress,
-                                         result, phased=True, policy=policy)
+                seconds = await _measure(server, producer, http, url, cfg, lanes[0],
+                                         payloads, progress, result, phased=True,
+                                         policy=policy)
                 result.submit_rate = rate(cfg.n, seconds.get("submit"))
                 result.drain_rate = rate(cfg.n, seconds.get("drain"))
             if result.status == "ok":
-                seconds = await _measure(server, http, url, cfg, lanes[1], payloads, progress,
-                                         result, phased=False, policy=policy)
+                seconds = await _measure(server, producer, http, url, cfg, lanes[1],
+                                         payloads, progress, result, phased=False,
+                                         policy=policy)
                 result.e2e_rate = rate(cfg.n, seconds.get("e2e"))
                 if not cfg.phased:
                     result.submit_rate = rate(cfg.n, seconds.get("submit"))
@@ -188,9 +207,10 @@ async def _admission_policy(server: Server) -> ExecutionPolicy:
                            quota_policy_id=quota.Created.quota_policy_id)
 
 
-async def _measure(server: Server, http: HttpClient, url: str, cfg: RunConfig, lane: str,
-                   payloads: list[str], progress: Progress, result: SystemResult, *,
-                   phased: bool, policy: ExecutionPolicy | None) -> dict[str, float]:
+async def _measure(server: Server, producer: Client, http: HttpClient, url: str,
+                   cfg: RunConfig, lane: str, payloads: list[str], progress: Progress,
+                   result: SystemResult, *, phased: bool,
+                   policy: ExecutionPolicy | None) -> dict[str, float]:
     n = cfg.n
     name = "phased" if phased else "e2e"
     nparts = server.partition_config.num_flow_partitions
@@ -213,9 +233,49 @@ async def _measure(server: Server, http: HttpClient, url: str, cfg: RunConfig, l
             payload_encoding="binary", execution_id=ids[i] or None, policy=policy))
         ids[i] = created.execution_id
 
+    def batch_items(c: int) -> range:
+        return range(c * BATCH_SIZE, min((c + 1) * BATCH_SIZE, n))
+
+    async def submit_producer(c: int) -> None:
+        results = await producer.create_executions([
+            CreateExecutionArgs(execution_kind=KIND, lane_id=lane,
+                                input_payload=payloads[i % len(payloads)],
+                                payload_encoding="binary", execution_id=ids[i] or None,
+                                policy=policy)
+            for i in batch_items(c)])
+        for i, created in zip(batch_items(c), results, strict=True):
+            if isinstance(created, CreateResult):
+                ids[i] = created.execution_id
+            else:
+                failures.append(repr(created))
+
+    async def submit_batch(c: int) -> None:
+        body = [{"execution_kind": KIND, "lane_id": lane,
+                 "input_payload": payloads[i % len(payloads)], "payload_encoding": "binary",
+                 **({"execution_id": ids[i]} if ids[i] else {}),
+                 **({"policy": policy} if policy is not None else {})}
+                for i in batch_items(c)]
+        try:
+            response = await http.request("POST", "/v1/executions:batch", json=body)
+        except HttpError as exc:
+            failures.append(repr(exc))
+            return
+        if response.status != 200:
+            failures.append(f"{response.status} {response.body[:120]!r}")
+            return
+        for i, item in zip(batch_items(c), response.json(_BatchReply).results, strict=True):
+            if item.Created is not None:
+                ids[i] = item.Created.execution_id
+            else:
+                failures.append(repr(item))
+
     async def submit_one(i: int) -> None:
         if cfg.submit == "direct":
             return await submit_direct(i)
+        if cfg.submit == "batch":
+            return await submit_batch(i)
+        if cfg.submit == "producer":
+            return await submit_producer(i)
         body: dict[str, Any] = {"execution_kind": KIND, "lane_id": lane,
                                 "input_payload": payloads[i % len(payloads)],
                                 "payload_encoding": "binary"}
@@ -243,6 +303,9 @@ async def _measure(server: Server, http: HttpClient, url: str, cfg: RunConfig, l
             pipe.execute_command("ZCARD", key)
         return sum(int(x) for x in await pipe.run(raise_on_error=True))
 
+    batched = cfg.submit in ("batch", "producer")
+    calls = -(-n // BATCH_SIZE) if batched else n  # submit_one(i) per request or call
+    concurrency = BATCH_CONCURRENCY if batched else cfg.submit_concurrency
     workers = _Workers(url, client, cfg, lane)
     go = trio.Event()
     submitted, done = Counter(), Counter()
@@ -252,7 +315,7 @@ async def _measure(server: Server, http: HttpClient, url: str, cfg: RunConfig, l
             await nursery.start(workers.run, go)
             if phased:
                 async with progress.track(f"ff seed ({cfg.submit})", n, submitted):
-                    seconds["submit"] = await submit_all(n, cfg.submit_concurrency, submit_one,
+                    seconds["submit"] = await submit_all(calls, concurrency, submit_one,
                                                          submitted)
                 if failures:
                     raise _SubmitFailed
@@ -265,7 +328,8 @@ async def _measure(server: Server, http: HttpClient, url: str, cfg: RunConfig, l
                 go.set()
                 async with progress.track("ff e2e", n, done):
                     t0 = trio.current_time()
-                    nursery.start_soon(_timed_submit, n, cfg, submit_one, submitted, seconds)
+                    nursery.start_soon(_timed_submit, calls, concurrency, submit_one, submitted,
+                                       seconds)
                     seconds["e2e"] = await wait_done(n, count, timeout=cfg.timeout,
                                                      interval=interval, counter=done) - t0
             workers.stop.set()  # the workers drain and disconnect; the nursery then ends
@@ -293,9 +357,9 @@ class _SubmitFailed(Exception):
     pass
 
 
-async def _timed_submit(n: int, cfg: RunConfig, submit_one: Any, counter: Counter,
+async def _timed_submit(calls: int, concurrency: int, submit_one: Any, counter: Counter,
                         seconds: dict[str, float]) -> None:
-    seconds["submit"] = await submit_all(n, cfg.submit_concurrency, submit_one, counter)
+    seconds["submit"] = await submit_all(calls, concurrency, submit_one, counter)
 
 
 async def _verify(client: Any, cfg: RunConfig, ids: list[str], tally: _Tally,

@@ -24,6 +24,7 @@ _EXPORTS = {
     "ClaimedTask": "ff.worker",
     "LeaseLostError": "ff.worker",
     "ApiClient": "ff.client",
+    "Client": "ff.producer",
     "CreateExecutionArgs": "ff.core.records",
     "CancelExecutionArgs": "ff.core.records",
     "ExecutionPolicy": "ff.core.policy",

@@ -39,6 +39,7 @@ from ff.core.budget_records import (
     ReportUsageResult,
     ResetBudgetResult,
 )
+from ff.core.errors import FFError, error_for_code
 from ff.core.flow_records import (
     AddExecutionToFlowArgs,
     AddExecutionToFlowResult,
@@ -75,6 +76,7 @@ from ff.core.records import (
 )
 from ff.http._message import encode_fallback
 from ff.http.wire import (
+    BatchCreateResponse,
     CancelledBody,
     CancelResponse,
     ClaimRequest,
@@ -413,6 +415,28 @@ class ApiClient(HttpClient):
             raise HttpError("create answered with neither Created nor Duplicate")
         body = answer.Duplicate
         return CreateResult(body.execution_id, body.public_state or "", duplicate=True)
+
+    async def create_executions(
+        self, items: Iterable[CreateExecutionArgs | Mapping[str, Any]]
+    ) -> list[CreateResult | FFError]:
+        """Submit up to 1,000 executions in one request (`POST /v1/executions:batch`).
+        One answer per item, in order: its `CreateResult`, or the typed error that item
+        alone was refused with."""
+        answer = await self._call("POST", "/v1/executions:batch", BatchCreateResponse,
+                                  json=[_with_byte_list(item) for item in items])
+        out: list[CreateResult | FFError] = []
+        for item in answer.results:
+            if item.Created is not None:
+                out.append(CreateResult(item.Created.execution_id, item.Created.public_state))
+            elif item.Duplicate is not None:
+                out.append(CreateResult(item.Duplicate.execution_id,
+                                        item.Duplicate.public_state or "", duplicate=True))
+            elif item.Error is not None:
+                code = item.Error.kind or "invalid_input"
+                out.append(error_for_code(code, item.Error.error.removeprefix(f"{code}: ")))
+            else:
+                raise HttpError("batch item answered with neither Created, Duplicate nor Error")
+        return out
 
     async def get_execution(self, execution_id: str) -> ExecutionInfo:
         return await self._call("GET", _execution_path(execution_id), ExecutionInfo)

@@ -26,7 +26,7 @@ import trio
 
 from ff.admission import Admission, Attachments
 from ff.core.errors import ContentionError, FFError, ValidationError
-from ff.core.ids import validate_lane, validate_worker_id
+from ff.core.ids import new_uuid, validate_lane, validate_worker_id
 from ff.core.keys import IndexKeys, lane_work_hint
 from ff.core.limits import GRANT_TTL_MAX_MS, GRANT_TTL_MIN_MS
 from ff.core.partitions import PartitionConfig, fnv1a_64
@@ -171,20 +171,58 @@ class Scheduler:
         caps_csv = self._validate(lane_id, worker_id, worker_instance_id, capabilities)
 
         async def lease_in(partition: int) -> LeaseHandle | None:
-            for _ in range(ADMISSION_TRIES):
-                got = await scheduling_fns.claim_next(
-                    self.library, partition, lane_id=lane_id, worker_id=worker_id,
-                    worker_instance_id=worker_instance_id, worker_caps_csv=caps_csv,
-                    lease_id=str(uuid.uuid4()), lease_ttl_ms=lease_ttl_ms,
-                    attempt_id=str(uuid.uuid4()), grant_ttl_ms=ADMISSION_GRANT_TTL_MS)
-                if not isinstance(got, scheduling_fns.NextGrant):
-                    return got
-                if await self._admit(got):
-                    return await self._lease_admitted(got, worker_id, worker_instance_id,
-                                                      lease_ttl_ms)
-            return None
+            return await self._lease_in(partition, lane_id, worker_id, worker_instance_id,
+                                        caps_csv, lease_ttl_ms)
 
         return await self._first(lane_id, worker_instance_id, lease_in)
+
+    async def claim_leases(
+        self,
+        *,
+        lane_id: str,
+        worker_id: str,
+        worker_instance_id: str,
+        capabilities: Iterable[str] = (),
+        lease_ttl_ms: int,
+        count: int,
+    ) -> list[LeaseHandle]:
+        """Up to `count` leases in one call (`ff_claim_batch`), from the first partition
+        that has work, in the order `claim_lease` would take them one by one. A batch
+        stops at an execution that carries budgets or a quota; when it stopped before any
+        lease, that execution goes through `claim_lease` (admission, then its lease)."""
+        caps_csv = self._validate(lane_id, worker_id, worker_instance_id, capabilities)
+
+        async def leases_in(partition: int) -> list[LeaseHandle] | None:
+            ids = [(new_uuid(), new_uuid()) for _ in range(count)]
+            batch = await scheduling_fns.claim_batch(
+                self.library, partition, lane_id=lane_id, worker_id=worker_id,
+                worker_instance_id=worker_instance_id, worker_caps_csv=caps_csv,
+                lease_ttl_ms=lease_ttl_ms, ids=ids)
+            if batch.leases or not batch.needs_admission:
+                return batch.leases or None
+            lease = await self._lease_in(partition, lane_id, worker_id, worker_instance_id,
+                                         caps_csv, lease_ttl_ms)
+            return [lease] if lease is not None else None
+
+        return await self._first(lane_id, worker_instance_id, leases_in) or []
+
+    async def _lease_in(self, partition: int, lane_id: str, worker_id: str,
+                        worker_instance_id: str, caps_csv: str,
+                        lease_ttl_ms: int) -> LeaseHandle | None:
+        """One lease from `partition` in one call, or through admission first for an
+        execution that carries budgets or a quota."""
+        for _ in range(ADMISSION_TRIES):
+            got = await scheduling_fns.claim_next(
+                self.library, partition, lane_id=lane_id, worker_id=worker_id,
+                worker_instance_id=worker_instance_id, worker_caps_csv=caps_csv,
+                lease_id=new_uuid(), lease_ttl_ms=lease_ttl_ms,
+                attempt_id=new_uuid(), grant_ttl_ms=ADMISSION_GRANT_TTL_MS)
+            if not isinstance(got, scheduling_fns.NextGrant):
+                return got
+            if await self._admit(got):
+                return await self._lease_admitted(got, worker_id, worker_instance_id,
+                                                  lease_ttl_ms)
+        return None
 
     async def _admit(self, nxt: scheduling_fns.NextGrant) -> bool:
         """Budget and quota admission for a granted execution (blocked when refused)."""
@@ -241,7 +279,7 @@ async def lease_from_grant(
 ) -> LeaseHandle:
     """Turns a grant into a lease: reclaim, fresh claim, or resume of an interrupted
     attempt (the library says which when the fresh claim does not apply)."""
-    lease_id, attempt_id = str(uuid.uuid4()), str(uuid.uuid4())
+    lease_id, attempt_id = new_uuid(), new_uuid()
 
     async def take(claim: Callable[..., Awaitable[LeaseHandle]]) -> LeaseHandle:
         return await claim(library, grant.execution_id, worker_id=worker_id,

@@ -13,7 +13,7 @@ local load_exec, new_exec, not_found, not_active = record.load_exec, record.new_
 local write_state, add_eligible, history = record.write_state, record.add_eligible, record.history
 local release_lease_indexes, close_stream = record.release_lease_indexes, record.close_stream
 local end_attempt, finish, load_policy = record.end_attempt, record.finish, record.load_policy
-local leave_terminal = record.leave_terminal
+local leave_terminal, HOLDER_FIELDS = record.leave_terminal, record.HOLDER_FIELDS
 local holder_check, already_ended_by_caller = lease.holder_check, lease.already_ended_by_caller
 local replay_skipped = flow.replay_skipped
 local attachment_fields = budget.attachment_fields
@@ -108,17 +108,23 @@ redis.register_function('ff_create_execution', function(keys, args)
   end
   local delayed = delay_until ~= nil and delay_until > now
   local ctx = new_exec(keys[1], eid, lane)
+  -- Unset fields (ids of a lease or attempt not yet taken, timestamps not yet reached)
+  -- are left out: an absent field reads as unset.
   local fields = {
     'execution_id', eid, 'namespace', ns, 'lane_id', lane, 'execution_kind', args[4] or '',
     'partition_id', args[15] or '', 'priority', fmt(priority),
-    'creator_identity', args[6] or '', 'flow_id', '', 'payload_encoding', args[9] or '',
-    'total_attempt_count', '0', 'current_attempt_index', '', 'current_attempt_id', '',
-    'current_lease_id', '', 'current_lease_epoch', '0', 'current_worker_id', '',
-    'current_worker_instance_id', '', 'current_lane', lane, 'retry_count', '0',
-    'replay_count', '0', 'lease_reclaim_count', '0', 'created_at', fmt(now),
-    'started_at', '', 'completed_at', '', 'delay_until', delayed and fmt(delay_until) or '',
-    'execution_deadline_at', deadline and fmt(deadline) or '',
+    'creator_identity', args[6] or '', 'payload_encoding', args[9] or '',
+    'total_attempt_count', '0', 'current_lease_epoch', '0', 'current_lane', lane,
+    'retry_count', '0', 'replay_count', '0', 'lease_reclaim_count', '0', 'created_at', fmt(now),
   }
+  if delayed then
+    fields[#fields + 1] = 'delay_until'
+    fields[#fields + 1] = fmt(delay_until)
+  end
+  if deadline then
+    fields[#fields + 1] = 'execution_deadline_at'
+    fields[#fields + 1] = fmt(deadline)
+  end
   if caps ~= '' then
     fields[#fields + 1] = 'required_capabilities'
     fields[#fields + 1] = caps
@@ -170,7 +176,7 @@ end)
 --   Errors  execution_not_found, fence_required, partial_fence_triple,
 --           execution_not_active(+4), lease_revoked, lease_expired, stale_lease
 redis.register_function('ff_complete_execution', function(keys, args)
-  local ctx = load_exec(keys[1], args[1])
+  local ctx = load_exec(keys[1], args[1], HOLDER_FIELDS)
   if not ctx then return not_found(args[1]) end
   local core = ctx.core
   if already_ended_by_caller(core, args[3], args[4], 'success') then
@@ -182,7 +188,6 @@ redis.register_function('ff_complete_execution', function(keys, args)
   end_attempt(ctx, 'ended_success', now, nil)
   close_stream(ctx, core.current_attempt_index, 'attempt_success', now)
   if is_set(args[5]) then redis.call('SET', ctx.k('result'), args[5]) end
-  history(ctx, 'released', 'completed')
   finish(ctx, 'success', now, nil)
   return ok('completed')
 end)
@@ -228,7 +233,7 @@ end
 --           ALREADY_SATISFIED(same) when the same holder repeats a call that landed
 --   Errors  as ff_complete_execution
 redis.register_function('ff_fail_execution', function(keys, args)
-  local ctx = load_exec(keys[1], args[1])
+  local ctx = load_exec(keys[1], args[1], HOLDER_FIELDS)
   if not ctx then return not_found(args[1]) end
   local core = ctx.core
   if already_ended_by_caller(core, args[3], args[4], 'failed') then

@@ -13,6 +13,16 @@ local write_state, eligible_score, history = record.write_state, record.eligible
 local release_lease_indexes, close_stream = record.release_lease_indexes, record.close_stream
 local end_attempt, finish, load_policy = record.end_attempt, record.finish, record.load_policy
 local is_claimable, is_reclaimable = record.is_claimable, record.is_reclaimable
+local HOLDER_FIELDS, CLAIM_FIELDS = record.HOLDER_FIELDS, record.CLAIM_FIELDS
+local clear_set = record.clear_set
+
+-- What an earlier lease or a pending attempt may have left on the core, cleared when a
+-- new lease or attempt starts.
+local LEASE_LEFTOVERS = {'lease_expired_at', 'lease_revoked_at', 'lease_revoke_reason',
+  'delay_until'}
+local PENDING_ATTEMPT_FIELDS = {'pending_retry_reason', 'pending_replay_reason',
+  'pending_replay_requested_by', 'pending_previous_attempt_index', 'pending_replay_attempt',
+  'resume_signal_ids'}
 
 -- Checks a claim grant for `worker_id`; returns nil or an error reply.
 local function check_grant(ctx, worker_id, now, check_expiry)
@@ -47,35 +57,41 @@ local function resume_signals(ctx)
 end
 
 -- Writes a fresh lease for (worker_id, wiid) on attempt `idx` and indexes it.
+-- `attempt_fields` (a flat list or nil) are written to the attempt hash with the lease's
+-- own. `p.no_grant` says the caller knows no claim grant exists (claim_next's scan).
 -- Returns the lease reply shared by every claim path:
 --   execution_id, lease_id, lease_epoch, expires_at, attempt_id, attempt_index,
 --   attempt_type, execution_kind, namespace, payload_encoding, payload, lane_id,
 --   created_at, priority, {tag_k1, tag_v1, ...}, {resume signals, 6 fields each}
-local function grant_lease(ctx, p, idx, attempt_id, attempt_type, now, extra)
+local function grant_lease(ctx, p, idx, attempt_id, attempt_type, now, extra, attempt_fields)
   local core = ctx.core
   local epoch = fmt(to_int(core.current_lease_epoch, 0) + 1)
   local expires = now + p.ttl
   local renew_before = p.renew_before or math.floor(p.ttl * 2 / 3)
   local lane = ctx.lane
-  redis.call('DEL', ctx.k('claim_grant'))
-  redis.call('HSET', attempt_key(ctx.tag, ctx.eid, idx), 'lease_id', p.lease_id,
-    'lease_epoch', epoch, 'worker_id', p.worker_id, 'worker_instance_id', p.wiid)
+  local now_s, expires_s, deadline_s = fmt(now), fmt(expires), fmt(now + renew_before)
+  if not p.no_grant then redis.call('DEL', ctx.k('claim_grant')) end
+  local attempt = attempt_fields or {}
+  for _, v in ipairs({'lease_id', p.lease_id, 'lease_epoch', epoch, 'worker_id', p.worker_id,
+      'worker_instance_id', p.wiid}) do
+    attempt[#attempt + 1] = v
+  end
+  redis.call('HSET', attempt_key(ctx.tag, ctx.eid, idx), unpack(attempt))
   redis.call('HSET', ctx.k('lease:current'), 'lease_id', p.lease_id, 'lease_epoch', epoch,
     'execution_id', ctx.eid, 'attempt_id', attempt_id, 'worker_id', p.worker_id,
-    'worker_instance_id', p.wiid, 'acquired_at', fmt(now), 'expires_at', fmt(expires),
-    'last_renewed_at', fmt(now), 'renewal_deadline', fmt(now + renew_before))
+    'worker_instance_id', p.wiid, 'acquired_at', now_s, 'expires_at', expires_s,
+    'last_renewed_at', now_s, 'renewal_deadline', deadline_s)
   local fields = {
     'current_attempt_index', idx, 'current_attempt_id', attempt_id,
     'current_lease_id', p.lease_id, 'current_lease_epoch', epoch,
     'current_worker_id', p.worker_id, 'current_worker_instance_id', p.wiid,
-    'current_lane', lane, 'lease_acquired_at', fmt(now), 'lease_expires_at', fmt(expires),
-    'lease_last_renewed_at', fmt(now), 'lease_renewal_deadline', fmt(now + renew_before),
-    'lease_expired_at', '', 'lease_revoked_at', '', 'lease_revoke_reason', '',
-    'delay_until', '',
+    'current_lane', lane, 'lease_acquired_at', now_s, 'lease_expires_at', expires_s,
+    'lease_last_renewed_at', now_s, 'lease_renewal_deadline', deadline_s,
   }
+  clear_set(core, fields, LEASE_LEFTOVERS)
   if not is_set(core.started_at) then
     fields[#fields + 1] = 'started_at'
-    fields[#fields + 1] = fmt(now)
+    fields[#fields + 1] = now_s
   end
   if extra then
     for i = 1, #extra do fields[#fields + 1] = extra[i] end
@@ -88,18 +104,23 @@ local function grant_lease(ctx, p, idx, attempt_id, attempt_type, now, extra)
   ctx.core.current_lease_id = p.lease_id
   ctx.core.current_lease_epoch = epoch
   ctx.core.current_attempt_index = idx
-  redis.call('ZREM', lane_key(ctx.tag, lane, 'eligible'), ctx.eid)
-  redis.call('ZREM', lane_key(ctx.tag, lane, 'reclaimable'), ctx.eid)
-  redis.call('ZADD', idx_key(ctx.tag, 'lease_expiry'), fmt(expires), ctx.eid)
-  redis.call('ZADD', lane_key(ctx.tag, lane, 'active'), fmt(expires), ctx.eid)
+  -- A reclaim takes an execution from reclaimable, every other claim from eligible.
+  redis.call('ZREM', lane_key(ctx.tag, lane, attempt_type == 'reclaim' and 'reclaimable'
+    or 'eligible'), ctx.eid)
+  redis.call('ZADD', idx_key(ctx.tag, 'lease_expiry'), expires_s, ctx.eid)
+  redis.call('ZADD', lane_key(ctx.tag, lane, 'active'), expires_s, ctx.eid)
   redis.call('SADD', worker_leases_key(ctx.tag, p.wiid), ctx.eid)
   local policy = load_policy(ctx)
   local timeout = to_int((policy.timeout_policy or {}).attempt_timeout_ms, 0)
   if timeout > 0 and attempt_type ~= 'resumed' then
     redis.call('ZADD', idx_key(ctx.tag, 'attempt_timeout'), fmt(now + timeout), ctx.eid)
   end
-  history(ctx, attempt_type == 'reclaim' and 'reclaimed' or 'acquired', attempt_type,
-    {'worker_id', p.worker_id, 'worker_instance_id', p.wiid})
+  -- The lease history records what ended or moved a lease (reclaim, expiry, revoke,
+  -- failure); a plain acquisition is on the attempt hash already.
+  if attempt_type == 'reclaim' then
+    history(ctx, 'reclaimed', attempt_type,
+      {'worker_id', p.worker_id, 'worker_instance_id', p.wiid})
+  end
   -- What the worker needs to run the attempt, so it does not read the record again.
   return ok(ctx.eid, p.lease_id, epoch, fmt(expires), attempt_id, idx, attempt_type,
     core.execution_kind or '', core.namespace or '', core.payload_encoding or '',
@@ -213,15 +234,14 @@ local function reclaim_lease(ctx, p, now)
     redis.call('SREM', worker_leases_key(ctx.tag, core.current_worker_instance_id), ctx.eid)
   end
   local idx = fmt(to_int(core.total_attempt_count, 0))
-  redis.call('HSET', attempt_key(ctx.tag, ctx.eid, idx), 'attempt_id', p.attempt_id,
-    'execution_id', ctx.eid, 'attempt_index', idx, 'attempt_type', 'reclaim',
-    'attempt_state', 'started', 'created_at', fmt(now), 'started_at', fmt(now),
-    'reclaim_reason', reason, 'previous_attempt_index', old_idx or '')
-  redis.call('ZADD', ctx.k('attempts'), fmt(now), idx)
+  local now_s = fmt(now)
+  redis.call('ZADD', ctx.k('attempts'), now_s, idx)
   return grant_lease(ctx, p, idx, p.attempt_id, 'reclaim', now, {
     'total_attempt_count', fmt(to_int(idx, 0) + 1),
     'lease_reclaim_count', fmt(to_int(core.lease_reclaim_count, 0) + 1),
-  })
+  }, {'attempt_id', p.attempt_id, 'execution_id', ctx.eid, 'attempt_index', idx,
+    'attempt_type', 'reclaim', 'attempt_state', 'started', 'created_at', now_s,
+    'started_at', now_s, 'reclaim_reason', reason, 'previous_attempt_index', old_idx or ''})
 end
 
 -- Why a fresh claim is not possible now (an error reply), or nil.
@@ -250,16 +270,15 @@ local function fresh_claim(ctx, p, now)
       'replay_requested_by', core.pending_replay_requested_by or '',
       'replayed_from_attempt_index', core.pending_previous_attempt_index or ''}
   end
-  redis.call('HSET', attempt_key(ctx.tag, ctx.eid, idx), 'attempt_id', p.attempt_id,
-    'execution_id', ctx.eid, 'attempt_index', idx, 'attempt_type', attempt_type,
-    'attempt_state', 'started', 'created_at', fmt(now), 'started_at', fmt(now), unpack(lineage))
-  redis.call('ZADD', ctx.k('attempts'), fmt(now), idx)
-  return grant_lease(ctx, p, idx, p.attempt_id, attempt_type, now, {
-    'total_attempt_count', fmt(to_int(idx, 0) + 1), 'pending_retry_reason', '',
-    'pending_replay_reason', '', 'pending_replay_requested_by', '',
-    'pending_previous_attempt_index', '', 'pending_replay_attempt', '',
-    'resume_signal_ids', '',
-  })
+  local now_s = fmt(now)
+  local attempt = {'attempt_id', p.attempt_id, 'execution_id', ctx.eid, 'attempt_index', idx,
+    'attempt_type', attempt_type, 'attempt_state', 'started', 'created_at', now_s,
+    'started_at', now_s}
+  for i = 1, #lineage do attempt[#attempt + 1] = lineage[i] end
+  redis.call('ZADD', ctx.k('attempts'), now_s, idx)
+  local fields = {'total_attempt_count', fmt(to_int(idx, 0) + 1)}
+  clear_set(core, fields, PENDING_ATTEMPT_FIELDS)
+  return grant_lease(ctx, p, idx, p.attempt_id, attempt_type, now, fields, attempt)
 end
 
 -- Why a resume claim is not possible now (an error reply), or nil.
@@ -275,9 +294,8 @@ end
 -- A new lease on the same, interrupted attempt.
 local function resume_claim(ctx, p, now)
   local idx = ctx.core.current_attempt_index
-  redis.call('HSET', attempt_key(ctx.tag, ctx.eid, idx), 'attempt_state', 'started',
-    'resumed_at', fmt(now))
-  return grant_lease(ctx, p, idx, ctx.core.current_attempt_id, 'resumed', now, nil)
+  return grant_lease(ctx, p, idx, ctx.core.current_attempt_id, 'resumed', now, nil,
+    {'attempt_state', 'started', 'resumed_at', fmt(now)})
 end
 
 -- The grant-consuming claims (ARGV as ff_claim_execution): `problem_of(core)` says why
@@ -286,7 +304,7 @@ local function claim_with_grant(keys, args, problem_of, take)
   local p, bad = lease_params(args[2], args[3], args[4], args[5], args[6])
   if not p then return bad end
   p.renew_before = arg_int(args[7])
-  local ctx = load_exec(keys[1], args[1])
+  local ctx = load_exec(keys[1], args[1], CLAIM_FIELDS)
   if not ctx then return not_found(args[1]) end
   local problem = problem_of(ctx.core)
   if problem then return problem end
@@ -349,7 +367,7 @@ redis.register_function('ff_renew_lease', function(keys, args)
     + (is_set(args[5]) and 1 or 0)
   if given == 0 then return err('fence_required') end
   if given ~= 3 then return err('partial_fence_triple') end
-  local ctx = load_exec(keys[1], args[1])
+  local ctx = load_exec(keys[1], args[1], HOLDER_FIELDS)
   if not ctx then return not_found(args[1]) end
   local now = now_ms()
   local bad = check_lease(ctx, args[4], args[5], args[3], now)
@@ -448,7 +466,7 @@ redis.register_function('ff_reclaim_execution', function(keys, args)
   local p, bad = lease_params(args[2], args[3], args[4], args[5], args[6])
   if not p then return bad end
   p.renew_before = arg_int(args[7])
-  local ctx = load_exec(keys[1], args[1])
+  local ctx = load_exec(keys[1], args[1], CLAIM_FIELDS)
   if not ctx then return not_found(args[1]) end
   local core = ctx.core
   if not is_reclaimable(core) then

@@ -9,9 +9,53 @@ local hgetall, tag_of, decode_json = util.hgetall, util.tag_of, util.decode_json
 local exec_key, attempt_key, stream_key = util.exec_key, util.attempt_key, util.stream_key
 local idx_key, lane_key, worker_leases_key = util.idx_key, util.lane_key, util.worker_leases_key
 
--- Execution context: the core record plus the names derived from it.
-local function load_exec(core_key, eid)
-  local core = hgetall(core_key)
+-- The core fields the hot paths read (HMGET instead of HGETALL of the whole record).
+-- A field left out reads as unset, so each list holds every field its function and the
+-- shared helpers it reaches (write_state, finish, mark_expired, ...) look at. The first
+-- list serves a lease holder's terminal call or renewal (complete, fail, renew).
+-- (Written out: the library's load-time code may not call globals such as ipairs.)
+local HOLDER_FIELDS = {'execution_id', 'lane_id', 'lifecycle_phase', 'ownership_state',
+  'eligibility_state', 'blocking_reason', 'blocking_detail', 'terminal_outcome',
+  'attempt_state', 'current_attempt_index', 'current_attempt_id', 'current_lease_id',
+  'current_lease_epoch', 'current_worker_id', 'current_worker_instance_id', 'flow_id',
+  'priority', 'created_at', 'lease_expires_at', 'lease_revoked_at', 'retry_count',
+  'delay_until'}
+-- Any claim path (claim_next, fresh, resumed, reclaim) and the head scan before it.
+local CLAIM_FIELDS = {'execution_id', 'lane_id', 'lifecycle_phase', 'ownership_state',
+  'eligibility_state', 'blocking_reason', 'blocking_detail', 'terminal_outcome',
+  'attempt_state', 'current_attempt_index', 'current_attempt_id', 'current_lease_id',
+  'current_lease_epoch', 'current_worker_id', 'current_worker_instance_id', 'flow_id',
+  'priority', 'created_at', 'lease_expires_at', 'lease_revoked_at',
+  'required_capabilities', 'total_attempt_count', 'lease_reclaim_count', 'started_at',
+  'execution_kind', 'namespace', 'payload_encoding', 'resume_signal_ids',
+  'pending_retry_reason', 'pending_previous_attempt_index', 'pending_replay_reason',
+  'pending_replay_requested_by', 'budget_ids', 'quota_policy_id', 'lease_expired_at',
+  'lease_revoke_reason', 'delay_until', 'pending_replay_attempt'}
+
+-- Appends (name, '') to the flat list `fields` for each of `names` the core has set: a
+-- transition clears only what is there (an absent field reads as unset, like '').
+local function clear_set(core, fields, names)
+  for _, name in ipairs(names) do
+    if is_set(core[name]) then
+      fields[#fields + 1] = name
+      fields[#fields + 1] = ''
+    end
+  end
+end
+
+local function hmget(key, fields)
+  local values = redis.call('HMGET', key, unpack(fields))
+  local t = {}
+  for i = 1, #fields do
+    if values[i] then t[fields[i]] = values[i] end
+  end
+  return t
+end
+
+-- Execution context: the core record (all of it, or only `fields`) plus the names
+-- derived from it.
+local function load_exec(core_key, eid, fields)
+  local core = fields and hmget(core_key, fields) or hgetall(core_key)
   if core.execution_id == nil then return nil end
   local tag = tag_of(core_key)
   return {
@@ -61,12 +105,13 @@ local function write_state(ctx, state, now, extra)
     args[#args + 1] = v
   end
   local pub = public_state(merged.lifecycle_phase, merged.eligibility_state, merged.terminal_outcome)
+  local now_s = fmt(now)
   args[#args + 1] = 'public_state'
   args[#args + 1] = pub
   args[#args + 1] = 'last_transition_at'
-  args[#args + 1] = fmt(now)
+  args[#args + 1] = now_s
   args[#args + 1] = 'last_mutation_at'
-  args[#args + 1] = fmt(now)
+  args[#args + 1] = now_s
   if extra then
     for i = 1, #extra do args[#args + 1] = extra[i] end
   end
@@ -96,13 +141,16 @@ local function history(ctx, event, reason, extra)
   redis.call(unpack(args))
 end
 
--- Everything that tracks a held (or expired/revoked) lease.
+-- Everything that tracks a held (or expired/revoked) lease. A live lease is never in
+-- reclaimable (grant_lease took it out), so only a lost one is removed from there.
 local function release_lease_indexes(ctx)
   local core = ctx.core
   redis.call('ZREM', idx_key(ctx.tag, 'lease_expiry'), ctx.eid)
   redis.call('ZREM', idx_key(ctx.tag, 'attempt_timeout'), ctx.eid)
   redis.call('ZREM', lane_key(ctx.tag, ctx.lane, 'active'), ctx.eid)
-  redis.call('ZREM', lane_key(ctx.tag, ctx.lane, 'reclaimable'), ctx.eid)
+  if core.ownership_state ~= 'leased' then
+    redis.call('ZREM', lane_key(ctx.tag, ctx.lane, 'reclaimable'), ctx.eid)
+  end
   if is_set(core.current_worker_instance_id) then
     redis.call('SREM', worker_leases_key(ctx.tag, core.current_worker_instance_id), ctx.eid)
   end
@@ -159,11 +207,15 @@ end
 -- Move to terminal with `outcome`, clear lease fields, index as terminal, notify flows.
 local function finish(ctx, outcome, now, extra)
   local had_attempt = is_set(ctx.core.current_attempt_index)
+  -- A live lease means no grant can exist (grant_lease deleted it; none is issued for
+  -- an active execution until its lease is lost).
+  local may_hold_grant = not (ctx.core.lifecycle_phase == 'active'
+    and ctx.core.ownership_state == 'leased')
   local fields = {
     'completed_at', fmt(now), 'current_lease_id', '', 'current_worker_id', '',
     'current_worker_instance_id', '', 'lease_expires_at', '', 'lease_renewal_deadline', '',
-    'delay_until', '',
   }
+  clear_set(ctx.core, fields, {'delay_until'})
   if extra then
     for i = 1, #extra do fields[#fields + 1] = extra[i] end
   end
@@ -174,7 +226,7 @@ local function finish(ctx, outcome, now, extra)
     terminal_outcome = outcome,
     attempt_state = had_attempt and 'attempt_terminal' or nil,
   }, now, fields)
-  redis.call('DEL', ctx.k('claim_grant'))
+  if may_hold_grant then redis.call('DEL', ctx.k('claim_grant')) end
   redis.call('ZADD', lane_key(ctx.tag, ctx.lane, 'terminal'), fmt(now), ctx.eid)
   redis.call('HINCRBY', lane_key(ctx.tag, ctx.lane, 'terminal_counts'), outcome, 1)
   publish_completion(ctx, outcome)
@@ -212,4 +264,6 @@ record.release_lease_indexes, record.close_stream, record.end_attempt, record.fi
   release_lease_indexes, close_stream, end_attempt, finish
 record.is_claimable, record.is_reclaimable, record.load_policy, record.lane_index_of =
   is_claimable, is_reclaimable, load_policy, lane_index_of
-record.leave_terminal = leave_terminal
+record.clear_set = clear_set
+record.leave_terminal, record.HOLDER_FIELDS, record.CLAIM_FIELDS = leave_terminal,
+  HOLDER_FIELDS, CLAIM_FIELDS

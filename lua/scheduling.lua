@@ -13,6 +13,7 @@ local is_claimable, is_reclaimable = record.is_claimable, record.is_reclaimable
 local lease_params, reclaim_cap = lease.lease_params, lease.reclaim_cap
 local fail_if_reclaim_cap_hit, reclaim_lease = lease.fail_if_reclaim_cap_hit, lease.reclaim_lease
 local fresh_claim, resume_claim = lease.fresh_claim, lease.resume_claim
+local CLAIM_FIELDS = record.CLAIM_FIELDS
 
 -- The grant arguments shared by claim grants, reclaim grants and grant_for_next, in
 -- this order: worker_id, worker_instance_id, lane_id, capability_hash, grant_ttl_ms,
@@ -102,20 +103,19 @@ redis.register_function('ff_issue_claim_grant', function(keys, args)
   return ok(ctx.eid, fmt(write_grant(ctx, g, now)))
 end)
 
--- The first execution at the head (`limit` entries) of `set_key` this worker may take:
--- claimable (mode claim) or reclaimable (mode reclaim), not granted to anyone, and with
--- every required capability in `caps`. On the way, entries whose execution moved on are
--- dropped and capability mismatches parked in blocked:route (claim mode). An entry with a
--- live grant (held for admission, or for a claim in flight) is skipped before its record
--- is loaded: with many workers the head holds several of them.
--- Returns ctx or nil, and how many were parked.
-local function first_takeable(set_key, mode, caps, limit, now)
+local HEAD_PAGE = 4  -- entries read first; the head is nearly always takeable
+
+-- first_takeable over the ids of one page; `seen` collects them (nil: do not collect).
+-- An entry with a live grant (held for admission, or for a claim in flight) is skipped
+-- before its record is loaded: with many workers the head holds several of them.
+local function takeable_in(ids, set_key, mode, caps, now, seen)
   local tag = tag_of(set_key)
   local takeable = mode == 'claim' and is_claimable or is_reclaimable
   local blocked = 0
-  for _, eid in ipairs(redis.call('ZRANGE', set_key, 0, limit - 1)) do
+  for _, eid in ipairs(ids) do
+    if seen then seen[eid] = true end
     if redis.call('EXISTS', exec_key(tag, eid, 'claim_grant')) == 0 then
-      local ctx = load_exec(exec_key(tag, eid, 'core'), eid)
+      local ctx = load_exec(exec_key(tag, eid, 'core'), eid, CLAIM_FIELDS)
       if not ctx or not takeable(ctx.core) then
         redis.call('ZREM', set_key, eid)
       elseif missing_caps(ctx.core.required_capabilities, caps) == '' then
@@ -127,6 +127,29 @@ local function first_takeable(set_key, mode, caps, limit, now)
     end
   end
   return nil, blocked
+end
+
+-- The first execution at the head (`limit` entries) of `set_key` this worker may take:
+-- claimable (mode claim) or reclaimable (mode reclaim), not granted to anyone, and with
+-- every required capability in `caps`. On the way, entries whose execution moved on are
+-- dropped and capability mismatches parked in blocked:route (claim mode). The first
+-- HEAD_PAGE entries are read first, the rest of the `limit` only when none of them fits.
+-- Returns ctx or nil, and how many were parked.
+local function first_takeable(set_key, mode, caps, limit, now)
+  local head = redis.call('ZRANGE', set_key, 0, math.min(limit, HEAD_PAGE) - 1)
+  if #head < HEAD_PAGE or limit <= HEAD_PAGE then
+    return takeable_in(head, set_key, mode, caps, now, nil)
+  end
+  local seen = {}
+  local ctx, blocked = takeable_in(head, set_key, mode, caps, now, seen)
+  if ctx then return ctx, blocked end
+  local rest = {}
+  for _, eid in ipairs(redis.call('ZRANGE', set_key, 0, limit - 1)) do
+    if not seen[eid] then rest[#rest + 1] = eid end
+  end
+  local more
+  ctx, more = takeable_in(rest, set_key, mode, caps, now, nil)
+  return ctx, blocked + more
 end
 
 local function scan_limit(v)
@@ -181,6 +204,33 @@ local function admission_grant(ctx, g, mode, now)
     ctx.core.quota_policy_id or ''}
 end
 
+-- One lease of ff_claim_next: the first reclaimable execution (failing those past their
+-- reclaim cap on the way), else the first eligible one, resumed or started fresh. An
+-- execution that needs admission is not leased: with grant parameters `g` the reply is
+-- the ADMIT grant for it, without (a batch) the scan stops there. Returns the reply or
+-- nil, how many were parked in blocked:route, and whether it stopped for admission.
+local function claim_one(keys, p, g, caps, limit, now)
+  p.no_grant = true  -- first_takeable only returns executions without a grant
+  local function take(ctx, mode, lease)
+    if not needs_admission(ctx.core) then return lease(ctx, p, now), false end
+    if g then return admission_grant(ctx, g, mode, now), false end
+    return nil, true
+  end
+  for _ = 1, limit do
+    local ctx = first_takeable(keys[1], 'reclaim', caps, limit, now)
+    if not ctx then break end
+    if not fail_if_reclaim_cap_hit(ctx, now) then
+      local reply, admit = take(ctx, 'reclaim', reclaim_lease)
+      return reply, 0, admit
+    end
+  end
+  local ctx, blocked = first_takeable(keys[2], 'claim', caps, limit, now)
+  if not ctx then return nil, blocked, false end
+  local lease = ctx.core.attempt_state == 'attempt_interrupted' and resume_claim or fresh_claim
+  local reply, admit = take(ctx, 'claim', lease)
+  return reply, blocked, admit
+end
+
 -- ff_claim_next: grant and lease in one step, for a worker that runs the scheduler
 -- itself. Takes the first reclaimable, else eligible, execution this worker may run
 -- (same choice as ff_issue_grant_for_next) and claims it at once: a reclaim, a resume of
@@ -210,34 +260,60 @@ redis.register_function('ff_claim_next', function(keys, args)
   if problem then return err('invalid_capabilities', 'worker:' .. problem) end
   local limit = scan_limit(args[7])
   if not limit then return err('invalid_input', 'scan_limit must be 1..100') end
-  local caps = args[3] or ''
   local g = {worker_id = args[1], wiid = args[2], lane = args[8] or '', cap_hash = '',
-    ttl = arg_int(args[9]), route = '', admission = '', caps = caps}
+    ttl = arg_int(args[9]), route = '', admission = '', caps = args[3] or ''}
   if g.ttl == nil or g.ttl < facts.GRANT_TTL_MIN_MS or g.ttl > facts.GRANT_TTL_MAX_MS then
     return err('invalid_input', 'grant_ttl_ms out of range: ' .. tostring(args[9]))
   end
-  local now = now_ms()
-  local reply, ctx, blocked
-  for _ = 1, limit do
-    ctx = first_takeable(keys[1], 'reclaim', caps, limit, now)
-    if not ctx then break end
-    if not fail_if_reclaim_cap_hit(ctx, now) then
-      if needs_admission(ctx.core) then return admission_grant(ctx, g, 'reclaim', now) end
-      reply = reclaim_lease(ctx, p, now)
-      break
-    end
-  end
-  if not reply then
-    ctx, blocked = first_takeable(keys[2], 'claim', caps, limit, now)
-    if not ctx then return {1, 'EMPTY', fmt(blocked)} end
-    if needs_admission(ctx.core) then return admission_grant(ctx, g, 'claim', now) end
-    if ctx.core.attempt_state == 'attempt_interrupted' then
-      reply = resume_claim(ctx, p, now)
-    else
-      reply = fresh_claim(ctx, p, now)
-    end
-  end
+  local reply, blocked = claim_one(keys, p, g, args[3] or '', limit, now_ms())
+  if not reply then return {1, 'EMPTY', fmt(blocked)} end
   return reply
+end)
+
+-- ff_claim_batch: ff_claim_next for up to n leases at once (one per free slot of the
+-- worker), taken in the same order n calls of ff_claim_next would take them.
+--   KEYS[1]      ff:idx:{fp:N}:lane:<lane>:reclaimable
+--   KEYS[2]      ff:idx:{fp:N}:lane:<lane>:eligible
+--   ARGV[1]      worker_id
+--   ARGV[2]      worker_instance_id
+--   ARGV[3]      worker_capabilities_csv
+--   ARGV[4]      lease_ttl_ms
+--   ARGV[5]      scan_limit (1..100)
+--   ARGV[4+2i]   lease_id of lease i (i = 1..n, n 1..100)
+--   ARGV[5+2i]   attempt_id of lease i
+--   Reply   OK(blocked_count, {lease reply 1}, ..., {lease reply k}), k 1..n, each lease
+--           reply the whole {1, 'OK', ...} envelope of ff_claim_next; ADMIT(the same,
+--           k 0..n) when the scan stopped at an execution that carries budgets or a
+--           quota (no grant written: ff_claim_next runs its admission); or
+--           EMPTY(blocked_count) when nothing here can be taken
+--   Errors  invalid_input, invalid_capabilities
+redis.register_function('ff_claim_batch', function(keys, args)
+  local count = (#args - 5) / 2
+  if count < 1 or count > 100 or count ~= math.floor(count) then
+    return err('invalid_input', '1..100 (lease_id, attempt_id) pairs are required')
+  end
+  local params = {}
+  for i = 1, count do
+    local p, bad = lease_params(args[1], args[2], args[4 + 2 * i], args[4], args[5 + 2 * i])
+    if not p then return bad end
+    params[i] = p
+  end
+  local problem = caps_problem(split_csv(args[3]))
+  if problem then return err('invalid_capabilities', 'worker:' .. problem) end
+  local limit = scan_limit(args[5])
+  if not limit then return err('invalid_input', 'scan_limit must be 1..100') end
+  local now = now_ms()
+  local out, total_blocked = {1, 'OK', '0'}, 0
+  for i = 1, count do
+    local reply, blocked, admit = claim_one(keys, params[i], nil, args[3] or '', limit, now)
+    total_blocked = total_blocked + blocked
+    if admit then out[2] = 'ADMIT' end
+    if not reply then break end
+    out[#out + 1] = reply
+  end
+  if #out == 3 and out[2] == 'OK' then return {1, 'EMPTY', fmt(total_blocked)} end
+  out[3] = fmt(total_blocked)
+  return out
 end)
 
 -- ff_issue_reclaim_grant: a grant to reclaim an execution whose lease expired or was

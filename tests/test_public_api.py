@@ -3,7 +3,7 @@
 import ff
 
 EXPECTED = {
-    "ApiClient", "CancelExecutionArgs", "ClaimedTask", "ConfigError", "ConflictError",
+    "ApiClient", "CancelExecutionArgs", "Client", "ClaimedTask", "ConfigError", "ConflictError",
     "ContentionError", "CreateExecutionArgs", "ExecutionNotActiveError", "ExecutionPolicy",
     "ExponentialBackoff", "FFError", "FixedBackoff", "LeaseLostError", "NotFoundError",
     "RetryPolicy", "RoutingRequirements", "Server", "ServerConfig", "StateConflictError",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
 from ff.admission import require_attachments
 from ff.api._parts import ServerParts
-from ff.core.errors import NotFoundError, ValidationError
+from ff.core.errors import FFError, NotFoundError, ValidationError
 from ff.core.ids import ExecutionId, validate_lane
 from ff.core.keys import ExecKeys, IndexKeys
 from ff.core.policy import capabilities_csv, decode_policy, encode_policy
@@ -26,6 +28,7 @@ from ff.script.library import text
 
 DEFAULT_DEDUP_TTL_MS = 24 * 3600 * 1000
 LIST_LIMIT_MAX = 1000
+CREATE_BATCH_MAX = 1000  # executions per create_executions call (and batch request)
 
 
 def _payload_bytes(value: object) -> bytes:
@@ -42,6 +45,55 @@ def _payload_bytes(value: object) -> bytes:
 
 class ExecutionsApi(ServerParts):
     async def create_execution(self, args: CreateExecutionArgs) -> CreateResult:
+        call = await self._create_call(args)
+        created = await execution_fns.create_execution(self.library, call)
+        await self._register_lane(call.lane_id)
+        await self._mark_work([(call, created)])
+        return await self._settled(created)
+
+    async def create_executions(self, items: Sequence[CreateExecutionArgs]
+                                ) -> list[CreateResult | FFError]:
+        """Many submissions in one pipelined round trip (at most CREATE_BATCH_MAX). The
+        answers are in order, each the item's `CreateResult` or its own error: a bad
+        item fails alone, and the others are created all the same."""
+        if len(items) > CREATE_BATCH_MAX:
+            raise ValidationError("batch_too_large",
+                                  f"at most {CREATE_BATCH_MAX} executions per batch")
+        answers: list[CreateResult | FFError | None] = [None] * len(items)
+        calls: list[tuple[int, execution_fns.CreateCall]] = []
+        for i, args in enumerate(items):
+            try:
+                calls.append((i, await self._create_call(args)))
+            except FFError as exc:
+                answers[i] = exc
+        created = await execution_fns.create_executions(self.library, [c for _, c in calls])
+        for lane in {call.lane_id for _, call in calls}:
+            await self._register_lane(lane)
+        await self._mark_work([(call, outcome) for (_, call), outcome in zip(
+            calls, created, strict=True) if not isinstance(outcome, FFError)])
+        for (i, _), outcome in zip(calls, created, strict=True):
+            answers[i] = outcome if isinstance(outcome, FFError) else await self._settled(
+                outcome)
+        return [a for a in answers if a is not None]
+
+    async def _mark_work(self, created: list[tuple[execution_fns.CreateCall, CreateResult]]
+                         ) -> None:
+        """New waiting executions mark their partitions in their lanes' work hints, once
+        per lane and partition."""
+        marks = {(call.lane_id, call.partition_id) for call, result in created
+                 if not result.duplicate and result.public_state == PublicState.WAITING}
+        for lane, partition in sorted(marks):
+            await mark_lane_work(self._client, self._config.partitions, lane, partition)
+
+    async def _settled(self, created: CreateResult) -> CreateResult:
+        """A duplicate answers with the state of the execution that already exists."""
+        if created.duplicate:
+            existing = created.execution_id
+            return CreateResult(existing, await self.get_execution_state(existing), True)
+        return created
+
+    async def _create_call(self, args: CreateExecutionArgs) -> execution_fns.CreateCall:
+        """A submission checked and turned into its library call (nothing written)."""
         lane = validate_lane(args.lane_id)
         if not args.execution_kind:
             raise ValidationError("invalid_input", "execution_kind is required")
@@ -70,9 +122,8 @@ class ExecutionsApi(ServerParts):
         if args.idempotency_key:
             dedup_ttl = (policy.dedup_window_ms if policy and policy.dedup_window_ms
                          else DEFAULT_DEDUP_TTL_MS)
-        created = await execution_fns.create_execution(
-            self.library, eid,
-            namespace=args.namespace, lane_id=lane, execution_kind=args.execution_kind,
+        return execution_fns.CreateCall(
+            eid, namespace=args.namespace, lane_id=lane, execution_kind=args.execution_kind,
             priority=args.priority, creator_identity=args.creator_identity,
             policy_json=encode_policy(policy), input_payload=_payload_bytes(args.input_payload),
             payload_encoding=args.payload_encoding or "", delay_until=delay_until,
@@ -80,13 +131,6 @@ class ExecutionsApi(ServerParts):
             tags_json=msgspec.json.encode(args.tags).decode() if args.tags else "",
             execution_deadline_at=args.execution_deadline_at, partition_id=eid.partition,
         )
-        await self._register_lane(lane)
-        if created.public_state == "waiting" and not created.duplicate:
-            await mark_lane_work(self._client, partitions, lane, eid.partition)
-        if created.duplicate:
-            existing = created.execution_id
-            return CreateResult(existing, await self.get_execution_state(existing), True)
-        return created
 
     async def cancel_execution(self, execution_id: str, args: CancelExecutionArgs) -> CancelResult:
         eid = ExecutionId.parse(execution_id)

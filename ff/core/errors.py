@@ -132,6 +132,7 @@ _FAMILIES: dict[type[FFError], tuple[str, ...]] = {
         "waitpoint_not_token_bound", "pending_waitpoint_expired", "invalid_secret",
         "retention_limit_exceeded", "patch_depth_exceeded", "summary_too_large",
         "execution_not_in_flow",
+        "batch_too_large",
     ),
     ConflictError: (
         "active_attempt_exists", "grant_already_exists", "execution_already_in_flow",

@@ -6,6 +6,7 @@ never re-hashed. Other ids are bare UUIDs. Parsers raise `ValidationError` with 
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 
@@ -77,7 +78,13 @@ def parse_uuid(value: object, what: str = "id") -> str:
 
 
 def new_uuid() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID as text, formatted straight from the random bytes: a
+    worker mints two per lease, and building `uuid.UUID` objects cost ~3x as much."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def validate_lane(lane_id: object) -> str:

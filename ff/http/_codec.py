@@ -20,7 +20,7 @@ import msgspec
 from ._message import ApiError, Request
 from ._nesting import nesting_exceeds
 
-__all__ = ["MAX_JSON_DEPTH", "decode_json", "query_bool", "query_int", "query_str"]
+__all__ = ["MAX_JSON_DEPTH", "decode_body", "decode_json", "query_bool", "query_int", "query_str"]
 
 # Levels of arrays and objects a body may nest (the top-level object is one). The deepest
 # body ff reads needs 4 (`$.policy.retry_policy.backoff`); msgspec recurses per level.
@@ -43,7 +43,11 @@ def decode_json(request: Request, type_: type[T]) -> T:
     The message is msgspec's, which names the offending path, e.g. "Expected `int`, got `str`
     - at `$.priority`".
     """
-    body = request.body
+    return decode_body(request.body, type_)
+
+
+def decode_body(body: bytes, type_: type[T]) -> T:
+    """`decode_json` for bytes that are not a whole request body (one item of a batch)."""
     if nesting_exceeds(body, MAX_JSON_DEPTH):
         raise _invalid_json(f"nested deeper than {MAX_JSON_DEPTH} levels")
     decoder = _decoders.get(type_)

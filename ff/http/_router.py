@@ -17,6 +17,7 @@ from urllib.parse import unquote
 from ._message import Handler
 
 __all__ = [
+    "BODY_LIMIT_BATCH",
     "BODY_LIMIT_CONTROL",
     "BODY_LIMIT_LARGE",
     "BODY_LIMIT_MEDIUM",
@@ -28,6 +29,8 @@ __all__ = [
 
 #: `GET`/`POST /v1/executions` (create carries the input payload).
 BODY_LIMIT_LARGE = 1024 * 1024
+#: `POST /v1/executions:batch` (up to 1,000 creates, each with its payload).
+BODY_LIMIT_BATCH = 16 * 1024 * 1024
 #: `POST /v1/executions/{id}/signal` (carries the signal payload).
 BODY_LIMIT_MEDIUM = 256 * 1024
 #: Every other control route.

@@ -20,6 +20,8 @@ from ff.core.millis import Millis
 __all__ = [
     "AcceptedBody",
     "AlreadySatisfiedBody",
+    "BatchCreateItem",
+    "BatchCreateResponse",
     "CancelResponse",
     "CancelledBody",
     "ChangedBody",
@@ -29,6 +31,7 @@ __all__ = [
     "DuplicateBody",
     "DuplicateSignalBody",
     "Health",
+    "ItemErrorBody",
     "PriorityRequest",
     "PriorityResponse",
     "ReplayResponse",
@@ -87,6 +90,30 @@ class CreateResponse(_Tagged):
 
     Created: CreatedBody | None = None
     Duplicate: DuplicateBody | None = None
+
+
+class ItemErrorBody(msgspec.Struct):
+    """Why one item of a batch was refused: the status and error body a single request
+    for it would have been answered with."""
+
+    status: int
+    error: str
+    kind: str | None = None
+    retryable: bool | None = None
+
+
+class BatchCreateItem(_Tagged):
+    """One item's answer in a batch create: `Created`, `Duplicate` or `Error`."""
+
+    Created: CreatedBody | None = None
+    Duplicate: DuplicateBody | None = None
+    Error: ItemErrorBody | None = None
+
+
+class BatchCreateResponse(msgspec.Struct):
+    """`POST /v1/executions:batch`: one answer per submitted item, in order."""
+
+    results: list[BatchCreateItem]
 
 
 class CancelledBody(msgspec.Struct):

@@ -6,11 +6,14 @@ returns a Struct (or a typed scalar) decoded by `Reply.into`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
+from ff.core.errors import FFError
 from ff.core.keys import ExecKeys
 from ff.core.records import CreateResult
-from ff.script.library import FunctionLibrary
+from ff.script.library import FunctionLibrary, Reply
 
 
 class _Created(msgspec.Struct, frozen=True):
@@ -46,36 +49,55 @@ class PurgeOutcome(msgspec.Struct, frozen=True):
     deleted_keys: int | None = None
 
 
-async def create_execution(
-    lib: FunctionLibrary,
-    eid: str,
-    *,
-    namespace: str,
-    lane_id: str,
-    execution_kind: str,
-    priority: int,
-    creator_identity: str,
-    policy_json: str,
-    input_payload: bytes,
-    payload_encoding: str,
-    delay_until: int | None,
-    dedup_ttl_ms: int,
-    idempotency_key: str,
-    tags_json: str,
-    execution_deadline_at: int | None,
-    partition_id: int,
-) -> CreateResult:
-    """The new execution and its public state, or (`duplicate`) the id of the one that
-    already exists for this id or idempotency key, with no public state."""
-    reply = await lib.call("ff_create_execution", (ExecKeys(eid).core,), (
-        eid, namespace, lane_id, execution_kind, priority, creator_identity, policy_json,
-        input_payload, payload_encoding, "" if delay_until is None else delay_until,
-        dedup_ttl_ms, idempotency_key, tags_json,
-        "" if execution_deadline_at is None else execution_deadline_at, partition_id,
-    ))
+class CreateCall(msgspec.Struct, frozen=True):
+    """One ff_create_execution call's arguments, checked by the caller."""
+
+    eid: str
+    namespace: str
+    lane_id: str
+    execution_kind: str
+    priority: int
+    creator_identity: str
+    policy_json: str
+    input_payload: bytes
+    payload_encoding: str
+    delay_until: int | None
+    dedup_ttl_ms: int
+    idempotency_key: str
+    tags_json: str
+    execution_deadline_at: int | None
+    partition_id: int
+
+    def keys_args(self) -> tuple[tuple[str], tuple[object, ...]]:
+        return (ExecKeys(self.eid).core,), (
+            self.eid, self.namespace, self.lane_id, self.execution_kind, self.priority,
+            self.creator_identity, self.policy_json, self.input_payload,
+            self.payload_encoding, "" if self.delay_until is None else self.delay_until,
+            self.dedup_ttl_ms, self.idempotency_key, self.tags_json,
+            "" if self.execution_deadline_at is None else self.execution_deadline_at,
+            self.partition_id)
+
+
+def _created(reply: Reply) -> CreateResult:
     created = reply.into(_Created)
     return CreateResult(created.execution_id, created.public_state,
                         duplicate=reply.status == "DUPLICATE")
+
+
+async def create_execution(lib: FunctionLibrary, call: CreateCall) -> CreateResult:
+    """The new execution and its public state, or (`duplicate`) the id of the one that
+    already exists for this id or idempotency key, with no public state."""
+    keys, args = call.keys_args()
+    return _created(await lib.call("ff_create_execution", keys, args))
+
+
+async def create_executions(lib: FunctionLibrary, calls: Sequence[CreateCall]
+                            ) -> list[CreateResult | FFError]:
+    """`create_execution` for each call, pipelined in one round trip and run in order
+    (a later item sees an earlier one's idempotency key); each answer is the result or
+    that item's error."""
+    answers = await lib.call_many("ff_create_execution", [c.keys_args() for c in calls])
+    return [a if isinstance(a, FFError) else _created(a) for a in answers]
 
 
 async def complete_execution(lib: FunctionLibrary, eid: str, *, lease_id: str = "",

@@ -16,10 +16,11 @@ from ff.core.records import (
     ReclaimGrantResult,
     ReclaimNotReclaimable,
 )
-from ff.script.library import FunctionLibrary
+from ff.script.library import FunctionLibrary, parse_envelope
 
 # How many entries at the head of an index one grant call may look at.
 GRANT_SCAN_LIMIT = 16
+CLAIM_BATCH_MAX = 100  # leases one ff_claim_batch call may take
 
 
 class _Grant(msgspec.Struct, frozen=True):
@@ -144,6 +145,34 @@ async def claim_next(lib: FunctionLibrary, partition: int, *, lane_id: str, work
     if reply.status == "ADMIT":
         return _next_grant(reply.into(_Grant), partition, lane_id)
     return reply.into(LeaseHandle)
+
+
+class LeaseBatch(msgspec.Struct, frozen=True):
+    """The leases one `ff_claim_batch` took, and whether it stopped at an execution that
+    needs admission first (`claim_next` takes that one)."""
+
+    leases: list[LeaseHandle]
+    needs_admission: bool = False
+
+
+async def claim_batch(lib: FunctionLibrary, partition: int, *, lane_id: str, worker_id: str,
+                      worker_instance_id: str, worker_caps_csv: str, lease_ttl_ms: int,
+                      ids: list[tuple[str, str]]) -> LeaseBatch:
+    """Up to len(ids) leases in one call, each with its (lease_id, attempt_id) from
+    `ids` in order; no leases when nothing in this partition can be taken."""
+    if not 1 <= len(ids) <= CLAIM_BATCH_MAX:
+        raise ValueError(f"claim_batch takes 1..{CLAIM_BATCH_MAX} id pairs")
+    idx = IndexKeys(partition)
+    reply = await lib.call(
+        "ff_claim_batch",
+        (idx.lane(lane_id, "reclaimable"), idx.lane(lane_id, "eligible")),
+        (worker_id, worker_instance_id, worker_caps_csv, lease_ttl_ms, GRANT_SCAN_LIMIT,
+         *(part for pair in ids for part in pair)),
+    )
+    if reply.status == "EMPTY":
+        return LeaseBatch([])
+    leases = [parse_envelope(raw).into(LeaseHandle) for raw in reply.values[1:]]
+    return LeaseBatch(leases, needs_admission=reply.status == "ADMIT")
 
 
 async def change_priority(lib: FunctionLibrary, eid: str, new_priority: int) -> PriorityChange:

@@ -1,10 +1,11 @@
 """Where a worker's leases come from: the scheduler run in the worker itself, or claim
 grants from the server's claim route.
 
-Both answer one question, "what may this worker run next from this lane?", with a
-`LeaseHandle` or None. Without a server the worker runs `ff.scheduler` against Valkey and
-takes grant and lease in one call (`Scheduler.claim_lease`); with a server the admission
-checks run at the server choke point and the worker turns the grant into a lease itself.
+Both answer one question, "what may this worker run next from this lane?", with up to
+`count` `LeaseHandle`s. Without a server the worker runs `ff.scheduler` against Valkey and
+takes grants and leases for all of them in one call (`Scheduler.claim_leases`); with a
+server (one grant per request) the admission checks run at the server choke point and
+the worker turns the grant into a lease itself.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ff.script.library import FunctionLibrary
 
 
 class LeaseSource(Protocol):
-    async def next_lease(self, lane_id: str) -> LeaseHandle | None: ...
+    async def next_leases(self, lane_id: str, count: int) -> list[LeaseHandle]: ...
 
 
 class _Identity(msgspec.Struct, frozen=True):
@@ -39,11 +40,12 @@ class SchedulerLeases:
         self._scheduler = scheduler
         self._id = identity
 
-    async def next_lease(self, lane_id: str) -> LeaseHandle | None:
-        return await self._scheduler.claim_lease(
+    async def next_leases(self, lane_id: str, count: int) -> list[LeaseHandle]:
+        return await self._scheduler.claim_leases(
             lane_id=lane_id, worker_id=self._id.worker_id,
             worker_instance_id=self._id.worker_instance_id,
             capabilities=self._id.capabilities, lease_ttl_ms=self._id.lease_ttl_ms,
+            count=count,
         )
 
 
@@ -67,11 +69,12 @@ class ServerGrants:
         grant: ClaimGrant = response.raise_for_status().json(ClaimGrant)
         return grant if grant.lane_id else msgspec.structs.replace(grant, lane_id=lane_id)
 
-    async def next_lease(self, lane_id: str) -> LeaseHandle | None:
+    async def next_leases(self, lane_id: str, count: int) -> list[LeaseHandle]:
+        """One lease at most: the claim route grants one execution per request."""
         grant = await self.next_grant(lane_id)
         if grant is None:
-            return None
-        return await lease_from_grant(
+            return []
+        return [await lease_from_grant(
             self._library, grant, worker_id=self._id.worker_id,
             worker_instance_id=self._id.worker_instance_id, lease_ttl_ms=self._id.lease_ttl_ms,
-        )
+        )]

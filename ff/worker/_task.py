@@ -1,9 +1,10 @@
 """`ClaimedTask`: one leased attempt, its renewal loop and its terminal calls.
 
-What lives here: the lease-holder side of an attempt. A task renews its lease on its own
-trio task every TTL/3 until a terminal call (complete, fail, cancel, delay) reaches the
-server; a renewal answered with a lease error, or one that cannot get through before the
-lease would have expired, marks the lease lost, which cancels every scope registered with
+What lives here: the lease-holder side of an attempt. The worker renews the leases of all
+its tasks from one loop (`renew_all`: one pipelined round trip per tick, every TTL/3)
+until a terminal call (complete, fail, cancel, delay) reaches the server; a renewal
+answered with a lease error, or one that cannot get through before the lease would have
+expired, marks that task's lease lost, which cancels every scope registered with its
 `lease_scope()` and makes every later call raise `LeaseLostError`. What must not live
 here: claiming, handler dispatch and worker registration (`_worker.py`).
 """
@@ -11,7 +12,7 @@ here: claiming, handler dispatch and worker registration (`_worker.py`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -112,9 +113,9 @@ class ClaimedTask:
         # Local estimate of the lease's end, from the monotonic clock at the time the
         # claim was *sent*, so it can only be early, never late.
         self._expires_local = claimed_at + lease_ttl_ms / 1000
+        self._renewed_at = claimed_at
         self._on_release = on_release
         self._released = False
-        self._renewal = trio.CancelScope()
         self._scopes: set[trio.CancelScope] = set()
         self._terminal_in_flight = False
         self._spawn = spawn
@@ -406,7 +407,6 @@ class ClaimedTask:
         """A terminal call reached the server: stop renewing and give the slot back."""
         self.ended = True
         self.outcome = outcome
-        self._renewal.cancel()
         if self._frames is not None:
             self._frames.stop()
         self._release()
@@ -425,44 +425,67 @@ class ClaimedTask:
                                              "reason": error.code})
             for scope in list(self._scopes):
                 scope.cancel()
-            self._renewal.cancel()
             self._release()
         return self.lease_lost
 
-    # -- renewal --------------------------------------------------------------------
+    # -- renewal (driven by `renew_all`) ---------------------------------------------
 
-    async def keep_renewed(self) -> None:
-        """Renews every TTL/3 (the first tick skipped) until ended or lost."""
-        interval = max(self._ttl_ms / 3, 1) / 1000
+    @property
+    def renewing(self) -> bool:
+        return not self.ended and self.lease_lost is None
+
+    def _renewal(self) -> lease_fns.Renewal:
+        return lease_fns.Renewal(self.execution_id, self.attempt_index, self.attempt_id,
+                                 self.lease_id, self.lease_epoch, self._ttl_ms)
+
+    def _renewed(self, sent_at: float) -> None:
+        self._renewed_at = sent_at
+        self._expires_local = sent_at + self._ttl_ms / 1000
+
+    def _renewal_failed(self, exc: BaseException) -> bool:
+        """Marks the lease lost when the failure says so; True when it is worth retrying
+        before the next regular tick."""
+        if not self.renewing:
+            return False
+        if not is_transient(exc):
+            if not self._terminal_in_flight:  # else the terminal call's answer tells
+                code = getattr(exc, "code", "lease_unrenewable")
+                self._lose(LeaseLostError(code, getattr(exc, "detail", "")))
+            return False
+        if trio.current_time() >= self._expires_local:
+            self._lose(LeaseLostError("lease_unrenewable", repr(exc)))
+            return False
+        log.warning("lease renewal failed, retrying",
+                    extra={"execution_id": self.execution_id, "error": repr(exc)})
+        return True
+
+
+async def renew_all(library: FunctionLibrary, tasks: Callable[[], Iterable[ClaimedTask]],
+                    lease_ttl_ms: int) -> None:
+    """Renews every held lease every TTL/3, all in one pipelined round trip per tick; a
+    task claimed less than half a tick ago waits for the next one. Runs until cancelled."""
+    interval = max(lease_ttl_ms / 3, 1) / 1000
+    wait = interval
+    while True:
+        await trio.sleep(wait)
         wait = interval
-        with self._renewal:
-            while not self.ended and self.lease_lost is None:
-                await trio.sleep(wait)
-                sent_at = trio.current_time()
-                try:
-                    with trio.fail_after(max(self._expires_local - sent_at, 0.001)):
-                        await lease_fns.renew_lease(
-                            self._library, self.execution_id, attempt_index=self.attempt_index,
-                            attempt_id=self.attempt_id, lease_id=self.lease_id,
-                            lease_epoch=self.lease_epoch, lease_ttl_ms=self._ttl_ms)
-                except (FFError, resp_errors.RespError, trio.TooSlowError) as exc:
-                    if self.ended:
-                        return
-                    if not is_transient(exc):
-                        if self._terminal_in_flight:
-                            return  # the terminal call's own answer tells what happened
-                        code = getattr(exc, "code", "lease_unrenewable")
-                        self._lose(LeaseLostError(code, getattr(exc, "detail", "")))
-                        return
-                    if trio.current_time() >= self._expires_local:
-                        self._lose(LeaseLostError("lease_unrenewable", repr(exc)))
-                        return
-                    log.warning("lease renewal failed, retrying",
-                                extra={"execution_id": self.execution_id, "error": repr(exc)})
+        sent_at = trio.current_time()
+        due = [t for t in tasks() if t.renewing and sent_at - t._renewed_at >= interval / 2]
+        if not due:
+            continue
+        answers: list[int | BaseException]
+        try:
+            # Bounded by the earliest local expiry: no lease outlives its renewal's wait.
+            with trio.fail_after(max(min(t._expires_local for t in due) - sent_at, 0.001)):
+                answers = list(await lease_fns.renew_leases(library, [t._renewal() for t in due]))
+        except (resp_errors.RespError, trio.TooSlowError, OSError) as exc:
+            answers = [exc] * len(due)
+        for task, answer in zip(due, answers, strict=True):
+            if isinstance(answer, BaseException):
+                if task._renewal_failed(answer):
                     wait = min(interval, RENEW_RETRY_S)
-                    continue
-                self._expires_local = sent_at + self._ttl_ms / 1000
-                wait = interval
+            else:
+                task._renewed(sent_at)
 
 
 STREAM_MODES = frozenset({"durable", "summary", "best_effort"})

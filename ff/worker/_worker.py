@@ -48,18 +48,19 @@ from ff.resp import errors as resp_errors
 from ff.scheduler import Scheduler, new_worker_instance_id
 from ff.script import scheduling as scheduling_fns
 from ff.script.library import FunctionLibrary, text
+from ff.script.scheduling import CLAIM_BATCH_MAX
 from ff.transient import is_transient
 from ff.worker._grants import LeaseSource, SchedulerLeases, ServerGrants, _Identity
 from ff.worker._spend import TaskSpend
 from ff.worker._summary import TaskCounts
-from ff.worker._task import ClaimedTask, LeaseLostError
+from ff.worker._task import ClaimedTask, LeaseLostError, renew_all
 
 log = logging.getLogger("ff.worker")
 
 Handler = Callable[[ClaimedTask, Any], Awaitable[Any]]
 
 IDLE_BACKOFF_S = (0.05, 1.0)  # first and longest pause after a claim found nothing
-CLAIMERS = 4  # claim calls in flight at once while work keeps coming
+CLAIMERS = 2  # claim calls in flight at once while work keeps coming
 CLEANUP_TIMEOUT_S = 5.0  # bound on each shielded cleanup call (final fail, deregister)
 # Errors a claim attempt may meet that say "not now", not "this worker is broken".
 CLAIM_ERRORS = (FFError, resp_errors.RespError, HttpError, HttpStatusError)
@@ -209,6 +210,8 @@ class Worker:
             self._nursery = await stack.enter_async_context(trio.open_nursery())
             stack.push_async_callback(self._end_session)
             self._nursery.start_soon(self._heartbeat)
+            self._nursery.start_soon(renew_all, self.library, lambda: self._tasks,
+                                     cfg.lease_ttl_ms)
             if cfg.summary_interval_s > 0:
                 self._nursery.start_soon(self._counts.log_every, cfg.summary_interval_s,
                                          lambda: len(self._tasks))
@@ -326,44 +329,44 @@ class Worker:
         except trio.WouldBlock:
             return None
         try:
-            task = await self._claim(holds_slot=True)
+            tasks = await self._claim(1, holds_slot=True)
         except BaseException:
             self._slots.release()
             raise
-        if task is None:
+        if not tasks:
             self._slots.release()
-        return task
+        return tasks[0] if tasks else None
 
-    async def _claim(self, *, holds_slot: bool) -> ClaimedTask | None:
-        """One pass over the lanes, starting one further each call. The caller has taken
-        a slot; `holds_slot` says whether the task gives it back itself when it ends."""
+    async def _claim(self, count: int, *, holds_slot: bool) -> list[ClaimedTask]:
+        """Up to `count` tasks from one lane, in one call: a pass over the lanes, starting
+        one further each call, until one has work. The caller has taken `count` slots;
+        `holds_slot` says whether each task gives its slot back itself when it ends."""
         lanes = self.config.lanes
         start = self._lane_cursor
         self._lane_cursor = (start + 1) % len(lanes)
         for i in range(len(lanes)):
             if self._stopping.is_set():
-                return None  # a claim already past this point still runs, in the drain
+                return []  # a claim already past this point still runs, in the drain
             lane = lanes[(start + i) % len(lanes)]
             claimed_at = trio.current_time()
             try:
-                lease = await self._leases.next_lease(lane)
+                leases = await self._leases.next_leases(lane, count)
             except FFError as exc:
                 if is_transient(exc):
                     raise
                 # Lost a race for it, the grant lapsed, or a reclaim hit its cap.
                 log.debug("grant not usable", extra={"lane_id": lane, "reason": exc.code})
                 continue
-            if lease is None:
+            if not leases:
                 continue
-            task = ClaimedTask(self.library, lease, lease_ttl_ms=self.config.lease_ttl_ms,
-                               claimed_at=claimed_at,
-                               on_release=partial(self._task_released, holds_slot=holds_slot),
-                               spawn=self._nursery.start_soon,
-                               spend=self._spend(lease))
-            self._tasks.add(task)
-            self._nursery.start_soon(task.keep_renewed)
-            return task
-        return None
+            tasks = [ClaimedTask(self.library, lease, lease_ttl_ms=self.config.lease_ttl_ms,
+                                 claimed_at=claimed_at,
+                                 on_release=partial(self._task_released, holds_slot=holds_slot),
+                                 spawn=self._nursery.start_soon, spend=self._spend(lease))
+                     for lease in leases]
+            self._tasks.update(tasks)
+            return tasks
+        return []
 
     def _spend(self, lease: LeaseHandle) -> TaskSpend:
         assert self._admission is not None, "set when the lease source was made"
@@ -447,13 +450,25 @@ class Worker:
         return not scope.cancelled_caught
 
     async def _claim_loop(self, pool: _HandlerPool) -> None:
-        """One claimer polls (with idle backoff); while claims keep succeeding, helpers
-        claim alongside it, since one claim is three sequential round trips and the
-        handlers would otherwise queue behind it. Idle, the helpers wait and cost nothing."""
+        """One claimer polls (with idle backoff); while claims keep succeeding, a helper
+        claims alongside it, so slots freed while a claim is in flight need not wait for
+        it. Each claim takes every free slot at once (one call for up to
+        CLAIM_BATCH_MAX leases). Idle, the helper waits and costs nothing."""
         self._busy = trio.Event()
         async with trio.open_nursery() as claimers:
             for i in range(min(CLAIMERS, self.config.max_concurrent)):
                 claimers.start_soon(self._claimer, pool, i == 0)
+
+    def _take_free_slots(self) -> int:
+        """After the first slot: every other free one, up to one claim's worth."""
+        taken = 1
+        while taken < CLAIM_BATCH_MAX:
+            try:
+                self._slots.acquire_nowait()
+            except trio.WouldBlock:
+                break
+            taken += 1
+        return taken
 
     async def _claimer(self, pool: _HandlerPool, primary: bool) -> None:
         idle, longest = IDLE_BACKOFF_S
@@ -462,15 +477,18 @@ class Worker:
                 return
             if not await self._until_stopped(self._slots.acquire):
                 return
+            await trio.sleep(0)  # let tasks finishing in this tick free their slots first
+            count = self._take_free_slots()
             try:
-                task = await self._claim(holds_slot=False)
+                tasks = await self._claim(count, holds_slot=False)
             except CLAIM_ERRORS as exc:
                 log.warning("claim failed", extra={"error": repr(exc)})
-                task = None
-            if task is None:
+                tasks = []
+            for _ in range(count - len(tasks)):
                 self._slots.release()
+            if not tasks:
                 if self._busy.is_set():
-                    self._busy = trio.Event()  # nothing there: helpers rest
+                    self._busy = trio.Event()  # nothing there: the helper rests
                 if not primary:
                     continue
                 if not await self._until_stopped(trio.sleep, idle):
@@ -479,8 +497,9 @@ class Worker:
                 continue
             self._busy.set()
             idle = IDLE_BACKOFF_S[0]
-            pool.enter()
-            pool.nursery.start_soon(self._execute, task, pool, name=f"ff-task-{task.kind}")
+            for task in tasks:
+                pool.enter()
+                pool.nursery.start_soon(self._execute, task, pool, name=f"ff-task-{task.kind}")
 
     async def _execute(self, task: ClaimedTask, pool: _HandlerPool) -> None:
         """Runs one task to its end and always gives its slot back. Its two lines are

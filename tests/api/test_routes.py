@@ -278,7 +278,7 @@ async def test_health_metrics_and_openapi(api: Api, client: ApiClient) -> None:
     assert document["openapi"] == "3.1.0"
     operations = {(method.upper(), p) for p, item in document["paths"].items() for method in item}
     assert operations == {
-        ("GET", "/v1/executions"), ("POST", "/v1/executions"),
+        ("GET", "/v1/executions"), ("POST", "/v1/executions"), ("POST", "/v1/executions:batch"),
         ("GET", "/v1/executions/{id}"), ("GET", "/v1/executions/{id}/state"),
         ("GET", "/v1/executions/{id}/result"), ("POST", "/v1/executions/{id}/cancel"),
         ("PUT", "/v1/executions/{id}/priority"), ("POST", "/v1/executions/{id}/replay"),

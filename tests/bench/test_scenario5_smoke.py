@@ -31,7 +31,7 @@ async def test_scenario1_with_admission_reports_the_ratio(server_url: str) -> No
     """`ff bench --admission`: ff+admission verified beside ff, the ratios in the notes."""
     cfg = RunConfig(n=100, workers=4, submit_concurrency=8, timeout=60)
     report = await cli.run_report(cfg, server_url, [], 2, False, True, None,
-                                  Progress(enabled=False), True)
+                                  Progress(enabled=False), admission=True)
     by_system = {r.system: r for r in report.results}
     assert set(by_system) == {"ff", "ff+admission"}
     assert all(r.status == "ok" and r.verified for r in by_system.values())

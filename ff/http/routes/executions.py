@@ -3,9 +3,14 @@ and reclaim."""
 
 from __future__ import annotations
 
+import msgspec
+
+from ff.api.executions import CREATE_BATCH_MAX
+from ff.core.errors import FFError
 from ff.core.records import (
     CancelExecutionArgs,
     CreateExecutionArgs,
+    CreateResult,
     ExecutionInfo,
     ExecutionPage,
     ReclaimCapExceeded,
@@ -13,17 +18,21 @@ from ff.core.records import (
     ReclaimGranted,
     ReclaimNotReclaimable,
 )
-from ff.http._codec import decode_json, query_int, query_str
+from ff.http._codec import decode_body, decode_json, query_int, query_str
 from ff.http._message import ApiError, Request, Response, json_response, raw_response
-from ff.http._router import BODY_LIMIT_CONTROL, BODY_LIMIT_LARGE
+from ff.http._router import BODY_LIMIT_BATCH, BODY_LIMIT_CONTROL, BODY_LIMIT_LARGE
+from ff.http.errors import api_error_for
 from ff.http.wire import (
     AlreadySatisfiedBody,
+    BatchCreateItem,
+    BatchCreateResponse,
     CancelledBody,
     CancelResponse,
     ChangedBody,
     CreatedBody,
     CreateResponse,
     DuplicateBody,
+    ItemErrorBody,
     PriorityRequest,
     PriorityResponse,
     ReplayedBody,
@@ -38,14 +47,14 @@ from ._common import EXECUTIONS_CLAIMED, EXECUTIONS_COMPLETED, EXECUTIONS_CREATE
 LIST_LIMIT_DEFAULT = 50
 
 
-def _decode_create(request: Request) -> CreateExecutionArgs:
-    """The create body; a bad `policy` is the library's `invalid_policy_json`, not a shape error.
+def _decode_create(body: bytes) -> CreateExecutionArgs:
+    """A create body; a bad `policy` is the library's `invalid_policy_json`, not a shape error.
 
     msgspec validates the policy while decoding the body, so its error names the JSON path;
     one under `$.policy` is reported with the policy's own code.
     """
     try:
-        return decode_json(request, CreateExecutionArgs)
+        return decode_body(body, CreateExecutionArgs)
     except ApiError as exc:
         if exc.kind == "invalid_body" and "`$.policy" in exc.error:
             detail = exc.error.removeprefix("invalid JSON: ")
@@ -77,13 +86,35 @@ class _Handlers:
         return json_response(200, page)
 
     async def create_execution(self, request: Request) -> Response:
-        created = await self.server.create_execution(_decode_create(request))
+        created = await self.server.create_execution(_decode_create(request.body))
         if created.duplicate:
             duplicate = DuplicateBody(created.execution_id, created.public_state)
             return json_response(200, CreateResponse(Duplicate=duplicate))
         EXECUTIONS_CREATED.inc()
         body = CreatedBody(created.execution_id, created.public_state)
         return json_response(201, CreateResponse(Created=body))
+
+    async def create_executions(self, request: Request) -> Response:
+        """A JSON array of create bodies (at most CREATE_BATCH_MAX); every item is decoded
+        and created on its own, so a bad one is answered with its error and the rest
+        are created."""
+        items = decode_json(request, list[msgspec.Raw])
+        if len(items) > CREATE_BATCH_MAX:
+            raise ApiError(413, f"at most {CREATE_BATCH_MAX} executions per batch",
+                           kind="batch_too_large")
+        answers: list[BatchCreateItem | None] = [None] * len(items)
+        valid: list[tuple[int, CreateExecutionArgs]] = []
+        for i, raw in enumerate(items):
+            try:
+                valid.append((i, _decode_create(bytes(raw))))
+            except ApiError as exc:
+                answers[i] = BatchCreateItem(Error=ItemErrorBody(
+                    exc.status, exc.error, exc.kind, exc.retryable))
+        created = await self.server.create_executions([args for _, args in valid])
+        for (i, _), outcome in zip(valid, created, strict=True):
+            answers[i] = _batch_item(outcome)
+        EXECUTIONS_CREATED.inc(sum(1 for a in answers if a is not None and a.Created))
+        return json_response(200, BatchCreateResponse([a for a in answers if a is not None]))
 
     async def get_execution(self, request: Request) -> Response:
         return json_response(200, await self.server.get_execution(request.path_params["id"]))
@@ -135,6 +166,20 @@ class _Handlers:
         return json_response(200, result)
 
 
+def _batch_item(outcome: CreateResult | FFError) -> BatchCreateItem:
+    if isinstance(outcome, FFError):
+        error = api_error_for(outcome)
+        assert error is not None
+        # Unlike a single answer's body, an item's error always names its code, so the
+        # client can raise the typed error for that item.
+        return BatchCreateItem(Error=ItemErrorBody(
+            error.status, error.error, error.kind or outcome.code, error.retryable))
+    if outcome.duplicate:
+        return BatchCreateItem(Duplicate=DuplicateBody(outcome.execution_id,
+                                                       outcome.public_state))
+    return BatchCreateItem(Created=CreatedBody(outcome.execution_id, outcome.public_state))
+
+
 def register(add: AddRoute, server: Server) -> None:
     h = _Handlers(server)
     execution = "/v1/executions/{id}"
@@ -143,6 +188,9 @@ def register(add: AddRoute, server: Server) -> None:
     add("POST", "/v1/executions", h.create_execution, body_limit=BODY_LIMIT_LARGE,
         request_type=CreateExecutionArgs, response_type=CreateResponse, response_status=201,
         summary="Create an execution (200 with Duplicate for a repeated idempotency key)")
+    add("POST", "/v1/executions:batch", h.create_executions, body_limit=BODY_LIMIT_BATCH,
+        request_type=list[CreateExecutionArgs], response_type=BatchCreateResponse,
+        summary="Create up to 1,000 executions; one answer per item, in order")
     add("GET", execution, h.get_execution, response_type=ExecutionInfo,
         summary="Read an execution")
     add("GET", f"{execution}/state", h.get_state, response_type=str,
