@@ -12,7 +12,7 @@ local idx_key, lane_key, worker_leases_key = util.idx_key, util.lane_key, util.w
 -- Execution context: the core record plus the names derived from it.
 local function load_exec(core_key, eid)
   local core = hgetall(core_key)
-  if core.execution_id == nil then return nil end
+  if core.execution_id == nil or core.execution_id ~= eid then return nil end
   local tag = tag_of(core_key)
   return {
     eid = eid, tag = tag, key = core_key, core = core, lane = core.lane_id,
