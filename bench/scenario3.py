@@ -79,6 +79,43 @@ def info_fields(text: str, *names: str) -> dict[str, int]:
     return found
 
 
+def _solve3(a: list[list[float]], b: list[float]) -> list[float]:
+    """x with a x = b for a 3x3 system (Cramer's rule)."""
+    def det(m: list[list[float]]) -> float:
+        return (m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+                - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+                + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]))
+    d = det(a)
+    return [det([[b[r] if c == i else a[r][c] for c in range(3)] for r in range(3)]) / d
+            for i in range(3)]
+
+
+def unexplained(used: list[tuple[float, float]], live: list[tuple[float, float]],
+                done: list[tuple[float, float]], warmup: float) -> dict[str, float] | None:
+    """Valkey memory its data does not explain. After warm-up, `used_memory` is fitted as
+    base + per_live x (executions not finished) + per_done x (finished ones still kept);
+    the residual is what is left. Its slope over the run, against the median used_memory,
+    is the leak indicator (the backlog drains during the run, so raw growth is not)."""
+    rows = [(u, lv - dn, dn) for (t, u), (_, lv), (_, dn) in zip(used, live, done, strict=True)
+            if t >= warmup]
+    if len(rows) < 10:
+        return None
+    xs = [(1.0, float(a), float(b)) for _, a, b in rows]
+    ata = [[sum(x[i] * x[j] for x in xs) for j in range(3)] for i in range(3)]
+    atb = [sum(x[i] * r[0] for x, r in zip(xs, rows, strict=True)) for i in range(3)]
+    base, per_live, per_done = _solve3(ata, atb)
+    times = [t for t, _ in used if t >= warmup]
+    residual = [u - (base + per_live * a + per_done * b) for u, a, b in rows]
+    slope = statistics.linear_regression(times, residual).slope
+    median_used = statistics.median(u for u, _, _ in rows)
+    span = times[-1] - times[0]
+    return {"base_bytes": round(base), "bytes_per_unfinished": round(per_live),
+            "bytes_per_finished_kept": round(per_done),
+            "residual_max_abs_bytes": round(max(abs(r) for r in residual)),
+            "residual_slope_per_min": round(slope * 60),
+            "residual_growth_pct": round(slope * span / median_used * 100, 2)}
+
+
 def growth(samples: list[tuple[float, float]], warmup: float, window: float
            ) -> dict[str, float] | None:
     """Growth of a series after warm-up: median of its first `window` seconds vs its last,
@@ -240,6 +277,8 @@ async def _sample(server: Any, api: Any, lane: str, pids: dict[str, int],
     series["valkey_used_memory"] = []
     series["valkey_connected_clients"] = []
     series["valkey_keys"] = []
+    series["executions_kept"] = []
+    series["executions_finished_kept"] = []
     completed: list[tuple[float, int]] = []
     start = trio.current_time()
     next_refill = REFILL[1]
@@ -260,6 +299,8 @@ async def _sample(server: Any, api: Any, lane: str, pids: dict[str, int],
             # counted as completed plus every created one no longer counted at all.
             counts = await api.lane_counts(lane)
             completed.append((now, created - sum(counts.values()) + counts.get("completed", 0)))
+            series["executions_kept"].append((now, sum(counts.values())))
+            series["executions_finished_kept"].append((now, counts.get("completed", 0)))
             if now >= next_refill:
                 next_refill += REFILL[1]
                 created += REFILL[0]
@@ -289,6 +330,9 @@ def _summarise(report: dict[str, Any], samples: dict[str, Any],
         workers["renew_busy_s"] / (args.workers * workers["elapsed_s"]) * 100, 4)
     report["memory"] = {name: growth(values, args.soak_warmup, WINDOW_S)
                         for name, values in series.items()}
+    report["valkey_unexplained"] = unexplained(
+        series["valkey_used_memory"], series["executions_kept"],
+        series["executions_finished_kept"], args.soak_warmup)
     clients = [v for t, v in series["valkey_connected_clients"] if t >= args.soak_warmup]
     report["connections"] = {"min_after_warmup": min(clients, default=0),
                              "max_after_warmup": max(clients, default=0)}
@@ -325,6 +369,8 @@ def markdown(report: dict[str, Any]) -> str:
         "of worker time",
         f"- handled {w['handled']}, duplicates {w['duplicates']}",
         f"- Valkey connected clients after warm-up: {report['connections']}",
+        f"- Valkey used_memory fitted to its data (retention {report['config']['retention_ms']} "
+        f"ms): {report['valkey_unexplained']}",
     ]
     return "\n".join(lines) + "\n"
 

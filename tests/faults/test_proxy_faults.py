@@ -96,6 +96,8 @@ async def test_cut_connections_fail_typed_and_never_cross_replies(
                 cuts += fault.cut()
                 await serves_again(client)
             nursery.cancel_scope.cancel()
+    print(f"{cuts} connections cut, {tally.ok} answered right, {len(tally.failed)} failed "
+          f"typed (slowest {tally.slowest_failure:.2f} s), {len(tally.wrong)} wrong")
     assert tally.wrong == []
     assert cuts >= 6 and tally.failed and tally.ok > 0, (cuts, len(tally.failed), tally.ok)
     assert all(isinstance(e, errors.ConnectionError) for e in tally.failed), tally.failed[:3]
