@@ -107,7 +107,8 @@ async def run(n: int, payload_bytes: int) -> dict[str, Any]:
 
 
 def per_execution(report: dict[str, Any]) -> list[str]:
-    """Markdown rows: bytes per execution of each key kind in each phase."""
+    """Markdown rows: per key kind and phase, the key count and the kind's summed bytes
+    divided by the number of executions (a shared index shows its share)."""
     n = report["n"]
     phases = ("waiting", "completed", "purged")
     kinds = sorted({k for p in phases for k in report[p]["kinds"]})
