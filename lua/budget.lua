@@ -7,6 +7,7 @@
 
 local fmt, ok, already, err = util.fmt, util.ok, util.already, util.err
 local is_set, arg_int, tag_of, now_ms = util.is_set, util.arg_int, util.tag_of, util.now_ms
+local required = util.required
 
 -- An amount (limit or delta): an integer in 0..BUDGET_AMOUNT_MAX, else nil.
 local function amount(v)
@@ -185,8 +186,10 @@ end)
 --   KEYS[3] ff:idx:{b:M}:budget_resets
 --   ARGV[1] budget_id
 --   Reply   OK(next_reset_at, 0 when the budget has no interval)
---   Errors  budget_not_found
+--   Errors  invalid_input, budget_not_found
 redis.register_function('ff_reset_budget', function(keys, args)
+  local bad = required(args, 'budget_id')
+  if bad then return bad end
   local interval = redis.call('HGET', keys[1], 'reset_interval_ms')
   if not interval then return err('budget_not_found', args[1] or '') end
   local now = now_ms()

@@ -8,6 +8,7 @@ local tag_of, decode_json, now_ms = util.tag_of, util.decode_json, util.now_ms
 local caps_problem = util.caps_problem
 local exec_key, attempt_key, stream_key = util.exec_key, util.attempt_key, util.stream_key
 local idx_key, lane_key = util.idx_key, util.lane_key
+local required = util.required
 local load_exec, new_exec, not_found, not_active = record.load_exec, record.new_exec,
   record.not_found, record.not_active
 local write_state, add_eligible, history = record.write_state, record.add_eligible, record.history
@@ -382,7 +383,10 @@ end)
 --   ARGV[2] expire_reason (attempt_timeout | execution_deadline)
 --   Reply   OK(outcome[, previous_phase]): outcome expired (with the phase it left) |
 --           already_terminal | not_found_cleaned | not_due
+--   Errors  invalid_input
 redis.register_function('ff_expire_execution', function(keys, args)
+  local bad = required(args, 'execution_id')
+  if bad then return bad end
   local tag = tag_of(keys[1])
   local reason = is_set(args[2]) and args[2] or 'attempt_timeout'
   local ctx = load_exec(keys[1], args[1])
@@ -486,7 +490,10 @@ end)
 --   ARGV[3] default_retention_ms
 --   Reply   OK(outcome[, deleted_key_count]): outcome purged (with the count) | not_due |
 --           not_terminal | not_found_cleaned
+--   Errors  invalid_input
 redis.register_function('ff_purge_execution', function(keys, args)
+  local bad = required(args, 'execution_id', 'lane_id')
+  if bad then return bad end
   local eid, lane = args[1], args[2]
   local tag = tag_of(keys[1])
   local ctx = load_exec(keys[1], eid)

@@ -9,6 +9,7 @@ local fmt, ok, already, err = util.fmt, util.ok, util.already, util.err
 local is_set, to_int, arg_int, hgetall = util.is_set, util.to_int, util.arg_int, util.hgetall
 local tag_of, now_ms, exec_key, idx_key = util.tag_of, util.now_ms, util.exec_key, util.idx_key
 local lane_key = util.lane_key
+local required = util.required
 local merge_ids = budget.merge_ids
 local load_exec, write_state, add_eligible = record.load_exec, record.write_state,
   record.add_eligible
@@ -588,7 +589,10 @@ end)
 --   ARGV[1] execution_id
 --   ARGV[2] flow_id
 --   Reply   OK(remaining count)
+--   Errors  invalid_input
 redis.register_function('ff_ack_cancel_member', function(keys, args)
+  local bad = required(args, 'execution_id', 'flow_id')
+  if bad then return bad end
   redis.call('SREM', keys[1], args[1])
   local remaining = redis.call('SCARD', keys[1])
   if remaining == 0 then redis.call('ZREM', keys[2], args[2]) end

@@ -7,6 +7,7 @@ local is_set, to_int, arg_int, bad_number = util.is_set, util.to_int, util.arg_i
 local hgetall, tag_of = util.hgetall, util.tag_of
 local attempt_key, idx_key, lane_key = util.attempt_key, util.idx_key, util.lane_key
 local worker_leases_key, now_ms = util.worker_leases_key, util.now_ms
+local required = util.required
 local load_exec, not_found, not_active = record.load_exec, record.not_found, record.not_active
 local write_state, eligible_score, history = record.write_state, record.eligible_score,
   record.history
@@ -390,7 +391,10 @@ end)
 --   Reply   OK('marked_expired') or ALREADY_SATISFIED(reason), reason one of
 --           execution_not_found, not_active, already_expired, already_revoked, unowned,
 --           not_yet_expired (entries that no longer need watching leave lease_expiry)
+--   Errors  invalid_input
 redis.register_function('ff_mark_lease_expired_if_due', function(keys, args)
+  local bad = required(args, 'execution_id')
+  if bad then return bad end
   local tag = tag_of(keys[1])
   local ctx = load_exec(keys[1], args[1])
   if not ctx then

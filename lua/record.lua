@@ -56,7 +56,7 @@ end
 -- derived from it.
 local function load_exec(core_key, eid, fields)
   local core = fields and hmget(core_key, fields) or hgetall(core_key)
-  if core.execution_id == nil then return nil end
+  if core.execution_id == nil or core.execution_id ~= eid then return nil end
   local tag = tag_of(core_key)
   return {
     eid = eid, tag = tag, key = core_key, core = core, lane = core.lane_id,

@@ -7,6 +7,7 @@ local is_set, arg_int, bad_number, to_int = util.is_set, util.arg_int, util.bad_
 local tag_of, now_ms = util.tag_of, util.now_ms
 local split_csv, caps_problem, missing_caps = util.split_csv, util.caps_problem, util.missing_caps
 local exec_key, lane_key = util.exec_key, util.lane_key
+local required = util.required
 local load_exec, not_found, not_active = record.load_exec, record.not_found, record.not_active
 local write_state, add_eligible = record.write_state, record.add_eligible
 local is_claimable, is_reclaimable = record.is_claimable, record.is_reclaimable
@@ -384,7 +385,10 @@ end)
 --           not_runnable_cleaned | not_delayed_cleaned
 --   attempt_state is left as it was: a delayed retry stays pending_retry_attempt and a
 --   worker delay stays attempt_interrupted, so the next claim takes the right path.
+--   Errors  invalid_input
 redis.register_function('ff_promote_delayed', function(keys, args)
+  local bad = required(args, 'execution_id', 'lane_id')
+  if bad then return bad end
   local tag = tag_of(keys[1])
   local ctx = load_exec(keys[1], args[1])
   if not ctx then
@@ -552,7 +556,10 @@ end)
 --   KEYS[3] ff:idx:{<ns>}:workers
 --   ARGV[1] worker_instance_id
 --   Reply   OK()
+--   Errors  invalid_input
 redis.register_function('ff_deregister_worker', function(keys, args)
+  local bad = required(args, 'worker_instance_id')
+  if bad then return bad end
   redis.call('DEL', keys[1], keys[2])
   redis.call('SREM', keys[3], args[1])
   return ok()

@@ -48,12 +48,24 @@ local function to_int(v, default)
   return math.floor(n)
 end
 
--- A numeric ARGV or nil; the caller returns invalid_input when nil and required.
+-- A numeric ARGV or nil; the caller returns invalid_input when nil and required. NaN,
+-- infinities and magnitudes of 1e18 or more are nil: no count, time or TTL is that big,
+-- and Valkey refuses them as command arguments (a script error, not an envelope).
 local function arg_int(v)
   if not is_set(v) then return nil end
   local n = tonumber(v)
-  if n == nil or n ~= n then return nil end
+  if n == nil or n ~= n or n >= 1e18 or n <= -1e18 then return nil end
   return math.floor(n)
+end
+
+-- nil when ARGV[1..#names] are all set, else the invalid_input reply naming the first
+-- one that is missing or empty (a key name or index member built from it would fail).
+local function required(args, ...)
+  local names = {...}
+  for i = 1, #names do
+    if not is_set(args[i]) then return err('invalid_input', names[i] .. ' is required') end
+  end
+  return nil
 end
 
 local function bad_number(name, v)
@@ -137,6 +149,7 @@ end
 
 util.now_ms, util.fmt, util.ok, util.already, util.err = now_ms, fmt, ok, already, err
 util.is_set, util.to_int, util.arg_int, util.bad_number = is_set, to_int, arg_int, bad_number
+util.required = required
 util.hgetall, util.tag_of, util.decode_json = hgetall, tag_of, decode_json
 util.split_csv, util.caps_problem, util.missing_caps = split_csv, caps_problem, missing_caps
 util.exec_key, util.attempt_key, util.stream_key = exec_key, attempt_key, stream_key

@@ -25,6 +25,7 @@ local is_set, to_int, arg_int, bad_number = util.is_set, util.to_int, util.arg_i
 local hgetall, tag_of, decode_json, now_ms = util.hgetall, util.tag_of, util.decode_json,
   util.now_ms
 local attempt_key, idx_key, lane_key = util.attempt_key, util.idx_key, util.lane_key
+local required = util.required
 local load_exec, not_found = record.load_exec, record.not_found
 local write_state, add_eligible, history = record.write_state, record.add_eligible, record.history
 local release_lease_indexes, close_stream = record.release_lease_indexes, record.close_stream
@@ -839,7 +840,10 @@ end)
 --   Reply   OK(outcome[, public_state]): outcome fail | cancel | expire | auto_resume |
 --           escalate (with the new public state), or not_found_cleaned |
 --           not_suspended_cleaned | no_active_suspension_cleaned | not_yet_due
+--   Errors   invalid_input
 redis.register_function('ff_expire_suspension', function(keys, args)
+  local bad = required(args, 'execution_id')
+  if bad then return bad end
   local tag = tag_of(keys[1])
   local eid = args[1]
   local ctx = load_exec(keys[1], eid)
