@@ -15,6 +15,7 @@ local write_state, add_eligible, history = record.write_state, record.add_eligib
 local release_lease_indexes, close_stream = record.release_lease_indexes, record.close_stream
 local end_attempt, finish, load_policy = record.end_attempt, record.finish, record.load_policy
 local leave_terminal, HOLDER_FIELDS = record.leave_terminal, record.HOLDER_FIELDS
+local requeue = record.requeue
 local holder_check, already_ended_by_caller = lease.holder_check, lease.already_ended_by_caller
 local replay_skipped = flow.replay_skipped
 local attachment_fields = budget.attachment_fields
@@ -267,20 +268,7 @@ redis.register_function('ff_fail_execution', function(keys, args)
     'current_attempt_id', '',
     'current_lease_id', '', 'current_worker_id', '', 'current_worker_instance_id', '',
     'lease_expires_at', '', 'failure_reason', reason}
-  if delay > 0 then
-    fields[#fields + 1] = 'delay_until'
-    fields[#fields + 1] = fmt(due)
-    write_state(ctx, {lifecycle_phase = 'runnable', ownership_state = 'unowned',
-      eligibility_state = 'not_eligible_until_time',
-      blocking_reason = 'waiting_for_retry_backoff', blocking_detail = '',
-      attempt_state = 'pending_retry_attempt'}, now, fields)
-    redis.call('ZADD', lane_key(ctx.tag, ctx.lane, 'delayed'), fmt(due), ctx.eid)
-  else
-    write_state(ctx, {lifecycle_phase = 'runnable', ownership_state = 'unowned',
-      eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
-      blocking_detail = '', attempt_state = 'pending_retry_attempt'}, now, fields)
-    add_eligible(ctx)
-  end
+  requeue(ctx, due, 'waiting_for_retry_backoff', 'pending_retry_attempt', now, fields)
   return ok('retry_scheduled', fmt(due))
 end)
 
@@ -361,19 +349,7 @@ redis.register_function('ff_delay_execution', function(keys, args)
   release_lease_indexes(ctx)
   local fields = {'current_lease_id', '', 'current_worker_id', '',
     'current_worker_instance_id', '', 'lease_expires_at', ''}
-  if delay_until > now then
-    fields[#fields + 1] = 'delay_until'
-    fields[#fields + 1] = fmt(delay_until)
-    write_state(ctx, {lifecycle_phase = 'runnable', ownership_state = 'unowned',
-      eligibility_state = 'not_eligible_until_time', blocking_reason = 'waiting_for_delay',
-      blocking_detail = '', attempt_state = 'attempt_interrupted'}, now, fields)
-    redis.call('ZADD', lane_key(ctx.tag, ctx.lane, 'delayed'), fmt(delay_until), ctx.eid)
-  else
-    write_state(ctx, {lifecycle_phase = 'runnable', ownership_state = 'unowned',
-      eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
-      blocking_detail = '', attempt_state = 'attempt_interrupted'}, now, fields)
-    add_eligible(ctx)
-  end
+  requeue(ctx, delay_until, 'waiting_for_delay', 'attempt_interrupted', now, fields)
   return ok(fmt(delay_until))
 end)
 

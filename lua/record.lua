@@ -130,6 +130,25 @@ local function add_eligible(ctx)
   redis.call('ZADD', lane_key(ctx.tag, ctx.lane, 'eligible'), eligible_score(ctx.core), ctx.eid)
 end
 
+-- Back to runnable on `attempt_state`: delayed until `due` (blocking reason
+-- `delay_reason`) while that is still ahead, else eligible now. `fields` go into the same
+-- HSET (delay_until is added here).
+local function requeue(ctx, due, delay_reason, attempt_state, now, fields)
+  if due and due > now then
+    fields[#fields + 1] = 'delay_until'
+    fields[#fields + 1] = fmt(due)
+    write_state(ctx, {lifecycle_phase = 'runnable', ownership_state = 'unowned',
+      eligibility_state = 'not_eligible_until_time', blocking_reason = delay_reason,
+      blocking_detail = '', attempt_state = attempt_state}, now, fields)
+    redis.call('ZADD', lane_key(ctx.tag, ctx.lane, 'delayed'), fmt(due), ctx.eid)
+  else
+    write_state(ctx, {lifecycle_phase = 'runnable', ownership_state = 'unowned',
+      eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
+      blocking_detail = '', attempt_state = attempt_state}, now, fields)
+    add_eligible(ctx)
+  end
+end
+
 local function history(ctx, event, reason, extra)
   local args = {'XADD', ctx.k('lease:history'), 'MAXLEN', '~', '1000', '*',
     'event', event, 'lease_id', ctx.core.current_lease_id or '',
@@ -267,3 +286,4 @@ record.is_claimable, record.is_reclaimable, record.load_policy, record.lane_inde
 record.clear_set = clear_set
 record.leave_terminal, record.HOLDER_FIELDS, record.CLAIM_FIELDS = leave_terminal,
   HOLDER_FIELDS, CLAIM_FIELDS
+record.requeue = requeue

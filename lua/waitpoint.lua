@@ -28,6 +28,7 @@ local attempt_key, idx_key, lane_key = util.attempt_key, util.idx_key, util.lane
 local required = util.required
 local load_exec, not_found = record.load_exec, record.not_found
 local write_state, add_eligible, history = record.write_state, record.add_eligible, record.history
+local requeue = record.requeue
 local release_lease_indexes, close_stream = record.release_lease_indexes, record.close_stream
 local end_attempt, finish, load_policy = record.end_attempt, record.finish, record.load_policy
 local holder_check = lease.holder_check
@@ -411,20 +412,8 @@ local function resume_now(ctx, susp, now, reason, delay_ms, signal_ids)
   redis.call('ZREM', lane_key(ctx.tag, ctx.lane, 'suspended'), ctx.eid)
   redis.call('ZREM', idx_key(ctx.tag, 'suspension_timeout'), ctx.eid)
   local fields = {'resume_signal_ids', cjson.encode(signal_ids), 'current_waitpoint_id', ''}
-  if delay_ms and delay_ms > 0 then
-    local due = now + delay_ms
-    fields[#fields + 1] = 'delay_until'
-    fields[#fields + 1] = fmt(due)
-    write_state(ctx, {lifecycle_phase = 'runnable', ownership_state = 'unowned',
-      eligibility_state = 'not_eligible_until_time', blocking_reason = 'waiting_for_resume_delay',
-      blocking_detail = '', attempt_state = 'attempt_interrupted'}, now, fields)
-    redis.call('ZADD', lane_key(ctx.tag, ctx.lane, 'delayed'), fmt(due), ctx.eid)
-  else
-    write_state(ctx, {lifecycle_phase = 'runnable', ownership_state = 'unowned',
-      eligibility_state = 'eligible_now', blocking_reason = 'waiting_for_worker',
-      blocking_detail = '', attempt_state = 'attempt_interrupted'}, now, fields)
-    add_eligible(ctx)
-  end
+  requeue(ctx, now + (delay_ms or 0), 'waiting_for_resume_delay', 'attempt_interrupted', now,
+    fields)
   return ctx.core.public_state
 end
 

@@ -58,7 +58,7 @@ def decode_body(body: bytes, type_: type[T]) -> T:
     except msgspec.ValidationError as exc:
         raise ApiError(400, f"invalid JSON: {exc}", kind="invalid_body") from None
     except msgspec.DecodeError as exc:
-        raise _invalid_json("request body is empty" if not body.strip() else str(exc)) from None
+        raise _invalid_json(_syntax_error(body, exc)) from None
     except UnicodeDecodeError:
         raise _invalid_json(_utf8_error(body)) from None
     except (ValueError, RecursionError) as exc:
@@ -68,6 +68,16 @@ def decode_body(body: bytes, type_: type[T]) -> T:
 
 def _invalid_json(reason: str) -> ApiError:
     return ApiError(400, f"invalid JSON: {reason}", kind="invalid_json")
+
+
+def _syntax_error(body: bytes, exc: msgspec.DecodeError) -> str:
+    """Why a body is not JSON; msgspec since 0.23 reports invalid UTF-8 here too (before,
+    as a UnicodeDecodeError), with no position in the body."""
+    if not body.strip():
+        return "request body is empty"
+    if "UTF-8" in str(exc):
+        return _utf8_error(body)
+    return str(exc)
 
 
 def _utf8_error(body: bytes) -> str:
