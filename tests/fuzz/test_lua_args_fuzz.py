@@ -46,6 +46,9 @@ BAD_VALUES: tuple[str | bytes, ...] = (
     b"\xff\xfe\x00", " 7", "0x10", OVERSIZED,
 )
 
+# Per key: name, DUMP (to restore), PTTL, and what is compared: a hash's sorted fields
+# (its DUMP follows the encoding's iteration order, which a RESTORE may change), else the
+# DUMP itself.
 SNAPSHOT = """
 local keys = redis.call('KEYS', '*' .. ARGV[1] .. '*')
 table.sort(keys)
@@ -54,6 +57,15 @@ for _, k in ipairs(keys) do
   out[#out + 1] = k
   out[#out + 1] = redis.call('DUMP', k)
   out[#out + 1] = redis.call('PTTL', k)
+  if redis.call('TYPE', k).ok == 'hash' then
+    local flat = redis.call('HGETALL', k)
+    local pairs_ = {}
+    for i = 1, #flat, 2 do pairs_[#pairs_ + 1] = flat[i] .. '\0' .. flat[i + 1] end
+    table.sort(pairs_)
+    out[#out + 1] = table.concat(pairs_, '\1')
+  else
+    out[#out + 1] = out[#out - 1]
+  end
 end
 return out
 """
@@ -68,17 +80,21 @@ return 1
 """
 
 class Snapshot:
-    """Every key of a tag with its DUMP and PTTL, and when (monotonic ms) it was taken."""
+    """Every key of a tag with its DUMP, PTTL and compared value, and when (monotonic ms)
+    it was taken."""
 
-    def __init__(self, entries: list[tuple[bytes, bytes, int]], taken_ms: float) -> None:
-        self.entries = entries
+    def __init__(self, entries: list[tuple[bytes, bytes, int]], dumps: dict[bytes, bytes],
+                 taken_ms: float) -> None:
+        self.entries = entries  # (key, compared value, PTTL)
+        self.dumps = dumps
         self.taken_ms = taken_ms
 
 
 async def snapshot(server: Server, tag: str) -> Snapshot:
     flat = await server.client.execute("EVAL", SNAPSHOT, 0, tag)
-    return Snapshot([(flat[i], flat[i + 1], int(flat[i + 2])) for i in range(0, len(flat), 3)],
-                    time.monotonic() * 1000)
+    rows = range(0, len(flat), 4)
+    return Snapshot([(flat[i], flat[i + 3], int(flat[i + 2])) for i in rows],
+                    {flat[i]: flat[i + 1] for i in rows}, time.monotonic() * 1000)
 
 
 def same(before: Snapshot, after: Snapshot) -> bool:
@@ -107,8 +123,8 @@ def changed(before: Snapshot, after: Snapshot) -> list[str]:
 
 async def restore(server: Server, tag: str, state: Snapshot) -> None:
     args: list[Any] = [tag]
-    for key, value, ttl in state.entries:
-        args += [key, value, ttl]
+    for key, _, ttl in state.entries:
+        args += [key, state.dumps[key], ttl]
     await server.client.execute("EVAL", RESTORE, 0, *args)
 
 
