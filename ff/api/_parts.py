@@ -6,10 +6,25 @@ from __future__ import annotations
 import trio
 
 from ff.config import ServerConfig
+from ff.core.errors import ValidationError
 from ff.core.keys import LANES
 from ff.resp import Client
 from ff.scheduler import Scheduler
 from ff.script.library import FunctionLibrary
+
+
+def payload_bytes(value: object, field: str) -> bytes:
+    """A byte field as the API takes it (the reference's array of byte values, a string
+    stored as its UTF-8, or bytes in-process) as bytes."""
+    if value is None:
+        return b""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, list) and all(isinstance(b, int) and 0 <= b <= 255 for b in value):
+        return bytes(value)
+    raise ValidationError("invalid_input", f"{field} must be bytes 0-255 or a string")
 
 
 class ServerParts:

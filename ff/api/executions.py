@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import msgspec
 
 from ff.admission import require_attachments
-from ff.api._parts import ServerParts
+from ff.api._parts import ServerParts, payload_bytes
 from ff.core.errors import FFError, NotFoundError, ValidationError
 from ff.core.ids import ExecutionId, validate_lane
 from ff.core.keys import ExecKeys, IndexKeys
@@ -29,18 +29,6 @@ from ff.script.library import text
 DEFAULT_DEDUP_TTL_MS = 24 * 3600 * 1000
 LIST_LIMIT_MAX = 1000
 CREATE_BATCH_MAX = 1000  # executions per create_executions call (and batch request)
-
-
-def _payload_bytes(value: object) -> bytes:
-    if value is None:
-        return b""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, list) and all(isinstance(b, int) and 0 <= b <= 255 for b in value):
-        return bytes(value)
-    raise ValidationError("invalid_input", "input_payload must be bytes 0-255 or a string")
 
 
 class ExecutionsApi(ServerParts):
@@ -125,7 +113,8 @@ class ExecutionsApi(ServerParts):
         return execution_fns.CreateCall(
             eid, namespace=args.namespace, lane_id=lane, execution_kind=args.execution_kind,
             priority=args.priority, creator_identity=args.creator_identity,
-            policy_json=encode_policy(policy), input_payload=_payload_bytes(args.input_payload),
+            policy_json=encode_policy(policy),
+            input_payload=payload_bytes(args.input_payload, "input_payload"),
             payload_encoding=args.payload_encoding or "", delay_until=delay_until,
             dedup_ttl_ms=dedup_ttl, idempotency_key=args.idempotency_key or "",
             tags_json=msgspec.json.encode(args.tags).decode() if args.tags else "",

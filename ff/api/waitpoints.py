@@ -12,7 +12,7 @@ import re
 
 import trio
 
-from ff.api._parts import ServerParts
+from ff.api._parts import ServerParts, payload_bytes
 from ff.core.errors import (
     FFError,
     GatewayTimeoutError,
@@ -46,18 +46,6 @@ _HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
 # Pass 1 reads the first matcher names with total_matchers; pass 2 only the rest.
 _FIRST_MATCHERS = tuple(f"matcher:{n}:name" for n in range(4))
 TOKEN_NOT_FOUND = "waitpoint token not found (consumed, expired, or unknown id)"
-
-
-def payload_bytes(value: object) -> bytes:
-    if value is None:
-        return b""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, list) and all(isinstance(b, int) and 0 <= b <= 255 for b in value):
-        return bytes(value)
-    raise ValidationError("invalid_input", "payload must be bytes 0-255 or a string")
 
 
 def check_new_secret(new_kid: str, new_secret_hex: str) -> None:
@@ -168,7 +156,7 @@ class WaitpointsApi(ServerParts):
             raise ValidationError("invalid_input", "execution_id in the body does not match")
         if not args.signal_name:
             raise ValidationError("invalid_input", "signal_name is required")
-        payload = payload_bytes(args.payload)
+        payload = payload_bytes(args.payload, "payload")
         if len(payload) > SIGNAL_PAYLOAD_MAX:
             raise ValidationError("payload_too_large",
                                   f"signal payload over {SIGNAL_PAYLOAD_MAX} bytes")
