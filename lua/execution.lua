@@ -3,6 +3,7 @@
 -- @requires util, facts, record, lease, flow, budget
 
 local fmt, ok, already, err = util.fmt, util.ok, util.already, util.err
+local tags_problem = util.tags_problem
 local is_set, to_int, arg_int, bad_number = util.is_set, util.to_int, util.arg_int, util.bad_number
 local tag_of, decode_json, now_ms = util.tag_of, util.decode_json, util.now_ms
 local caps_problem = util.caps_problem
@@ -444,12 +445,8 @@ end)
 --   Reply      OK(pair_count)
 --   Errors  execution_not_found, invalid_input, invalid_tag_key(key)
 redis.register_function('ff_set_execution_tags', function(keys, args)
-  if #args == 0 or #args % 2 ~= 0 then return err('invalid_input', 'tags come in pairs') end
-  for i = 1, #args, 2 do
-    if not string.match(args[i], '^[a-z][a-z0-9_]*%.[^.]+') then
-      return err('invalid_tag_key', args[i])
-    end
-  end
+  local bad = tags_problem(args)
+  if bad then return bad end
   if redis.call('EXISTS', keys[1]) == 0 then return not_found('') end
   local tag = tag_of(keys[1])
   local eid = redis.call('HGET', keys[1], 'execution_id')

@@ -6,6 +6,7 @@
 -- @requires util, facts, record, budget
 
 local fmt, ok, already, err = util.fmt, util.ok, util.already, util.err
+local tags_problem = util.tags_problem
 local is_set, to_int, arg_int, hgetall = util.is_set, util.to_int, util.arg_int, util.hgetall
 local tag_of, now_ms, exec_key, idx_key = util.tag_of, util.now_ms, util.exec_key, util.idx_key
 local lane_key = util.lane_key
@@ -639,12 +640,8 @@ end)
 --   Reply      OK(pair_count)
 --   Errors  invalid_input, invalid_tag_key(key), flow_not_found
 redis.register_function('ff_set_flow_tags', function(keys, args)
-  if #args == 0 or #args % 2 ~= 0 then return err('invalid_input', 'tags come in pairs') end
-  for i = 1, #args, 2 do
-    if not string.match(args[i], '^[a-z][a-z0-9_]*%.[^.]+') then
-      return err('invalid_tag_key', args[i])
-    end
-  end
+  local bad = tags_problem(args)
+  if bad then return bad end
   if redis.call('EXISTS', keys[1]) == 0 then return flow_not_found('') end
   redis.call('HSET', keys[2], unpack(args))
   redis.call('HSET', keys[1], 'last_mutation_at', fmt(now_ms()))

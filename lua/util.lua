@@ -120,6 +120,18 @@ local function missing_caps(required_csv, worker_csv)
   return table.concat(missing, ',')
 end
 
+-- Tag pairs (k1, v1, k2, v2, ...) with keys `<caller>.<field>` in lowercase: nil, or the
+-- error reply for the first problem.
+local function tags_problem(flat)
+  if #flat == 0 or #flat % 2 ~= 0 then return err('invalid_input', 'tags come in pairs') end
+  for i = 1, #flat, 2 do
+    if not string.match(flat[i], '^[a-z][a-z0-9_]*%.[^.]+') then
+      return err('invalid_tag_key', flat[i])
+    end
+  end
+  return nil
+end
+
 -- ---------------------------------------------------------------------------
 -- Key names (mirrors ff/core/keys.py)
 
@@ -154,3 +166,4 @@ util.hgetall, util.tag_of, util.decode_json = hgetall, tag_of, decode_json
 util.split_csv, util.caps_problem, util.missing_caps = split_csv, caps_problem, missing_caps
 util.exec_key, util.attempt_key, util.stream_key = exec_key, attempt_key, stream_key
 util.idx_key, util.lane_key, util.worker_leases_key = idx_key, lane_key, worker_leases_key
+util.tags_problem = tags_problem

@@ -126,6 +126,11 @@ class Client(CommandHelpers):
         """Commands sent together in one round trip; `transaction` wraps them in MULTI/EXEC."""
         return Pipeline(self._pool, transaction=transaction)
 
+    async def _params_for(self, key: str | bytes | None) -> ConnectionParams:
+        """Where a private connection for `key` goes (a cluster client picks the primary
+        that owns it; one server has every key)."""
+        return self.params
+
     @asynccontextmanager
     async def dedicated(self, key: str | bytes | None = None) -> AsyncIterator[Connection]:
         """A private connection for blocking commands (BLPOP, BLMPOP, XREAD BLOCK, ...).
@@ -137,7 +142,8 @@ class Client(CommandHelpers):
         for none). The connection is not reconnected: after an error, open another.
         """
         self._check_open()
-        connection = await Connection.connect(self.params, command_timeout=self._command_timeout)
+        params = await self._params_for(key)
+        connection = await Connection.connect(params, command_timeout=self._command_timeout)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(connection.run)
             try:
@@ -151,9 +157,10 @@ class Client(CommandHelpers):
         if not channels:
             raise ValueError("subscribe needs at least one channel")
         self._check_open()
-        stream, reader = await open_transport(self.params)
+        params = await self._params_for(None)
+        stream, reader = await open_transport(params)
         try:
-            subscription = Subscription(stream, reader, self.params.address)
+            subscription = Subscription(stream, reader, params.address)
             await subscription.subscribe(channels, timeout=self._command_timeout)
             yield subscription
         finally:

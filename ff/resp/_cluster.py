@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import suppress
 from dataclasses import replace
 from typing import Any
 
@@ -28,14 +28,11 @@ import trio
 from ff.resp import errors
 from ff.resp._client import Client
 from ff.resp._commands import encode, encode_shared
-from ff.resp._connection import Connection
 from ff.resp._host import TaskHost
 from ff.resp._pipeline import transaction_results
 from ff.resp._pool import Pool, PoolStats
-from ff.resp._pubsub import Subscription
 from ff.resp._routing import command_slot, redirect_of
 from ff.resp._topology import SlotMap, ranges_from_shards, ranges_from_slots
-from ff.resp._transport import open_transport
 from ff.resp._url import ConnectionParams
 from ff.resp.slots import key_slot
 
@@ -273,34 +270,10 @@ class ClusterClient(Client):
                 if cursor == b"0":
                     break
 
-    @asynccontextmanager
-    async def dedicated(self, key: str | bytes | None = None) -> AsyncIterator[Connection]:
-        """A private connection to the primary that owns `key` (any primary without one)."""
-        self._check_open()
-        address = await self._owner(None if key is None else key_slot(key))
-        connection = await Connection.connect(
-            self._node_params(address), command_timeout=self._command_timeout)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(connection.run)
-            try:
-                yield connection
-            finally:
-                connection.close()
-
-    @asynccontextmanager
-    async def subscribe(self, *channels: str | bytes) -> AsyncIterator[Subscription]:
-        """Subscribe on one primary: cluster PUBLISH reaches every node."""
-        if not channels:
-            raise ValueError("subscribe needs at least one channel")
-        self._check_open()
-        params = self._node_params(await self._owner(None))
-        stream, reader = await open_transport(params)
-        try:
-            subscription = Subscription(stream, reader, params.address)
-            await subscription.subscribe(channels, timeout=self._command_timeout)
-            yield subscription
-        finally:
-            await trio.aclose_forcefully(stream)
+    async def _params_for(self, key: str | bytes | None) -> ConnectionParams:
+        """The primary that owns `key` (any primary without one): a blocking command
+        waits there, and cluster PUBLISH reaches every node for a subscription."""
+        return self._node_params(await self._owner(None if key is None else key_slot(key)))
 
     def stats(self) -> PoolStats:
         """The primaries' pools summed; `address` lists them."""
