@@ -17,6 +17,19 @@ LANES = "ff:idx:{lanes}"
 DAG_COMPLETIONS_CHANNEL = "ff:dag:completions"
 
 
+
+def migration_fence(key: str) -> str:
+    """A key of `key`'s hash tag that never exists, declared last by every function call
+    (Lua never touches it). While a slot migrates between cluster nodes the server answers
+    a call that declares a missing key with ASK / TRYAGAIN instead of running it, so no
+    call runs while its partition is split between two nodes: the library derives many
+    per-execution key names inside Lua, which the server cannot check."""
+    start = key.find("{")
+    end = key.find("}", start + 2) if start >= 0 else -1
+    if end < 0:
+        raise ValueError(f"key {key!r} has no hash tag")
+    return f"ff:fence:{key[start:end + 1]}"
+
 class ExecKeys:
     """Keys of one execution; `tag` is the `{fp:N}` its id embeds."""
 

@@ -3,9 +3,9 @@
 One auto-pipelining `Pool` per primary; each command goes to the primary that owns the
 slot of its first key (CRC16 of the hash tag), keyless commands to any primary. A MOVED
 reply updates that slot and refreshes the whole map before the command is sent again; an
-ASK reply sends `ASKING` and the command together to the named node, once. TRYAGAIN and
-CLUSTERDOWN (a migration or failover in progress) are retried after a short pause, up to
-a bounded number of redirects. A lost or unreachable node makes the client re-read the
+ASK reply sends `ASKING` and the command together to the named node. TRYAGAIN and
+CLUSTERDOWN (a migration or failover in progress) are retried after growing pauses until
+the command timeout. A lost or unreachable node makes the client re-read the
 map from the nodes that answer (a failover promotes a replica) and the error goes to the
 caller, who decides whether the command may be repeated.
 
@@ -36,8 +36,10 @@ from ff.resp._topology import SlotMap, ranges_from_shards, ranges_from_slots
 from ff.resp._url import ConnectionParams
 from ff.resp.slots import key_slot
 
-MAX_REDIRECTS = 16
-RETRY_PAUSE = 0.05  # after TRYAGAIN / CLUSTERDOWN, times the attempt number
+MAX_REDIRECTS = 16  # MOVED replies followed for one command
+RETRY_PAUSE = 0.01  # first pause after TRYAGAIN / CLUSTERDOWN, doubled up to the maximum
+MAX_RETRY_PAUSE = 0.2
+_WAIT_AND_RETRY = ("TRYAGAIN", "CLUSTERDOWN")
 _EVERY_PRIMARY: dict[Any, Callable[[list[Any]], Any]] = {
     "DBSIZE": sum, "FLUSHALL": lambda replies: replies[0], "FLUSHDB": lambda replies: replies[0],
     "FUNCTION": lambda replies: replies[0],
@@ -169,9 +171,14 @@ class ClusterClient(Client):
         return reply
 
     async def _routed(self, frame: bytes, slot: int | None, timeout: float | None) -> Any:
-        """The reply (an error reply as a value) after following redirects."""
+        """The reply (an error reply as a value) after following redirects. TRYAGAIN and
+        CLUSTERDOWN are retried with growing pauses until the command timeout: a slot
+        migration makes multi-key calls wait for as long as it lasts."""
         ask: str | None = None
-        for attempt in range(1, MAX_REDIRECTS + 1):
+        moves = 0
+        pause = RETRY_PAUSE
+        give_up_at = trio.current_time() + (timeout or self._command_timeout)
+        while True:
             address = ask or await self._owner(slot)
             try:
                 if ask:
@@ -185,24 +192,25 @@ class ClusterClient(Client):
             except (errors.ConnectionError, errors.TimeoutError):
                 await self._refresh_quietly()
                 raise
-            ask = None
+            asked, ask = ask is not None, None
             if not isinstance(reply, errors.ResponseError):
                 return reply
             redirect = redirect_of(reply)
-            if redirect is not None:
-                if redirect.ask:
-                    ask = redirect.address
-                else:
-                    self._moved(redirect.slot, redirect.address)
-                    await self._refresh_quietly()
+            if redirect is not None and redirect.ask and not asked:
+                ask = redirect.address
                 continue
-            if reply.prefix in ("TRYAGAIN", "CLUSTERDOWN") and attempt < MAX_REDIRECTS:
-                await trio.sleep(RETRY_PAUSE * attempt)
+            if redirect is not None and not redirect.ask and moves < MAX_REDIRECTS:
+                moves += 1
+                self._moved(redirect.slot, redirect.address)
+                await self._refresh_quietly()
+                continue
+            if reply.prefix in _WAIT_AND_RETRY and trio.current_time() + pause < give_up_at:
+                await trio.sleep(pause)
+                pause = min(pause * 2, MAX_RETRY_PAUSE)
                 if reply.prefix == "CLUSTERDOWN":
                     await self._refresh_quietly()
                 continue
             return reply
-        return reply
 
     async def _refresh_quietly(self) -> None:
         """Refresh the map; a refresh that fails too leaves the caller's own error."""
@@ -368,7 +376,7 @@ class ClusterPipeline:
             raise failures[0]
         for i, reply in enumerate(results):
             if isinstance(reply, errors.ResponseError) and (
-                redirect_of(reply) or reply.prefix in ("TRYAGAIN", "CLUSTERDOWN")
+                redirect_of(reply) or reply.prefix in _WAIT_AND_RETRY
             ):
                 results[i] = await client._routed(queued[i].frame, queued[i].slot, timeout)
         return results

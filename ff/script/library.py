@@ -3,6 +3,7 @@
 Every FCALL goes through `FunctionLibrary.call`, which turns the `{1, status, ...}` /
 `{0, code, ...}` envelope into a `Reply` or a typed `FFError`, and reloads the library
 once when the server says a function is missing (failover, FLUSHALL, a fresh replica).
+Every call also declares its tag's migration fence (`ff.core.keys.migration_fence`).
 `Reply.into(Struct)` decodes the positional fields after the status into a Struct whose
 field order is the order the function's header lists: the only place replies are read.
 """
@@ -20,6 +21,7 @@ import msgspec
 import trio
 
 from ff.core.errors import BackendError, FFError, error_for_code
+from ff.core.keys import migration_fence
 from ff.core.records import ResumeSignal
 from ff.resp import errors as resp_errors
 from ff.script._source import LIBRARY_NAME, assemble, load_areas
@@ -169,6 +171,10 @@ def _script_error(exc: resp_errors.ResponseError) -> BackendError:
     if exc.retryable:
         error.status = 503
     return error
+def _fenced(keys: Sequence[str]) -> list[str]:
+    return [*keys, migration_fence(keys[0])] if keys else list(keys)
+
+
 def _version_of(reply: object) -> str:
     if isinstance(reply, resp_errors.ResponseError):
         raise reply
@@ -230,14 +236,15 @@ class FunctionLibrary:
             return True
 
     async def call(self, name: str, keys: Sequence[str], args: Sequence[object]) -> Reply:
+        fenced = _fenced(keys)
         try:
-            raw = await self.client.fcall(name, keys, args)
+            raw = await self.client.fcall(name, fenced, args)
         except resp_errors.ResponseError as exc:
             if not _is_missing_function(exc):
                 raise _script_error(exc) from exc
             log.warning("function %s missing on the server: reloading the library", name)
             await self.ensure_loaded()
-            raw = await self.client.fcall(name, keys, args)
+            raw = await self.client.fcall(name, fenced, args)
         return parse_envelope(raw)
 
     async def call_after_reads(self, reads: Sequence[Sequence[object]], name: str,
@@ -249,7 +256,7 @@ class FunctionLibrary:
         pipe = self.client.pipeline()
         for command in reads:
             pipe.execute_command(*command)
-        pipe.fcall(name, keys, args)
+        pipe.fcall(name, _fenced(keys), args)
         replies = await pipe.run()
         for raw in replies[:-1]:
             if isinstance(raw, resp_errors.ResponseError):
@@ -272,7 +279,7 @@ class FunctionLibrary:
         """
         pipe = self.client.pipeline()
         for keys, args in calls:
-            pipe.fcall(name, keys, args)
+            pipe.fcall(name, _fenced(keys), args)
         replies = await pipe.run()
         answers: list[Reply | FFError] = []
         for (keys, args), raw in zip(calls, replies, strict=True):
