@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,6 +65,14 @@ def _free_port_range(count: int) -> int:
     raise RuntimeError("no free port range for a test cluster")
 
 
+def _pid_alive(pid: int) -> bool:
+    """Running (a zombie, killed and not yet reaped, counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
         try:
@@ -101,6 +111,18 @@ class LocalCluster:
             if b"role:master" in _raw_command(port, "INFO", "replication"):
                 ports.append(port)
         return ports
+
+    def pid(self, port: int) -> int:
+        """The node's pid as the start script recorded it."""
+        return int((self.directory / str(port) / "pid").read_text())
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one node and wait for it to be gone."""
+        pid = self.pid(port)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def flush(self) -> None:
         for port in self.primary_ports():

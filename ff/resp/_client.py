@@ -69,6 +69,8 @@ class Client(CommandHelpers):
             from ff.resp._cluster import ClusterClient
 
             return ClusterClient(params, pool_size=pool_size, command_timeout=command_timeout)
+        if params.replica_acks:
+            raise ValueError("replica_acks applies to a cluster URL (redis+cluster://)")
         return cls(params, pool_size=pool_size, command_timeout=command_timeout)
 
     async def __aenter__(self) -> Client:

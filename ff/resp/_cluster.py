@@ -16,6 +16,7 @@ commands answered with a redirect are re-sent one by one. `FUNCTION LOAD` and
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import suppress
@@ -31,7 +32,7 @@ from ff.resp._commands import encode, encode_shared
 from ff.resp._host import TaskHost
 from ff.resp._pipeline import transaction_results
 from ff.resp._pool import Pool, PoolStats
-from ff.resp._routing import command_slot, redirect_of
+from ff.resp._routing import command_name, command_slot, redirect_of
 from ff.resp._topology import SlotMap, ranges_from_shards, ranges_from_slots
 from ff.resp._url import ConnectionParams
 from ff.resp.slots import key_slot
@@ -40,6 +41,8 @@ MAX_REDIRECTS = 16  # MOVED replies followed for one command
 RETRY_PAUSE = 0.01  # first pause after TRYAGAIN / CLUSTERDOWN, doubled up to the maximum
 MAX_RETRY_PAUSE = 0.2
 _WAIT_AND_RETRY = ("TRYAGAIN", "CLUSTERDOWN")
+DEGRADED_FOR = 5.0  # seconds without WAIT on a node that confirmed too few replicas
+log = logging.getLogger("ff.resp")
 _EVERY_PRIMARY: dict[Any, Callable[[list[Any]], Any]] = {
     "DBSIZE": sum, "FLUSHALL": lambda replies: replies[0], "FLUSHDB": lambda replies: replies[0],
     "FUNCTION": lambda replies: replies[0],
@@ -71,6 +74,11 @@ class ClusterClient(Client):
         self._map_version = 0
         self._pools: dict[str, Pool] = {}
         self._refresh_lock = trio.Lock()
+        self._wait: bytes | None = None
+        self._degraded_until: dict[str, float] = {}
+        self.replication_shortfalls = 0  # WAITs that saw fewer replicas than asked
+        if params.replica_acks:
+            self._wait = encode(("WAIT", params.replica_acks, params.replica_ack_timeout_ms))
 
     # -- topology -------------------------------------------------------------------
 
@@ -165,24 +173,56 @@ class ClusterClient(Client):
                 if isinstance(reply, errors.ResponseError):
                     raise reply
             return _EVERY_PRIMARY[name](list(replies))
-        reply = await self._routed(encode_shared(args), command_slot(args), timeout)
+        reply = await self._routed(encode_shared(args), command_slot(args), timeout,
+                                   self._durable(args))
         if isinstance(reply, errors.ResponseError):
             raise reply
         return reply
 
-    async def _routed(self, frame: bytes, slot: int | None, timeout: float | None) -> Any:
+    def _durable(self, args: tuple[Any, ...]) -> bool:
+        """A function call that waits for replicas (`replica_acks` in the URL)."""
+        return self._wait is not None and command_name(args) == "FCALL"
+
+    def _wait_on(self, address: str) -> bytes:
+        """The WAIT to send after durable commands on `address`: none while that node
+        is degraded (it lately had fewer replicas than asked), so a shard left without a
+        replica by a failover keeps working, unconfirmed, instead of waiting every call."""
+        if self._wait is None or self._degraded_until.get(address, 0.0) > trio.current_time():
+            return b""
+        return self._wait
+
+    def _count_acks(self, address: str, acks: Any) -> None:
+        wanted = self.params.replica_acks
+        if isinstance(acks, int) and acks >= wanted:
+            return
+        self.replication_shortfalls += 1
+        self._degraded_until[address] = trio.current_time() + DEGRADED_FOR
+        log.warning("%s confirmed a call on %s of %s replicas; replies go unconfirmed for "
+                    "%.0f s", address, acks, wanted, DEGRADED_FOR)
+
+    async def _routed(self, frame: bytes, slot: int | None, timeout: float | None,
+                      durable: bool = False) -> Any:
         """The reply (an error reply as a value) after following redirects. TRYAGAIN and
         CLUSTERDOWN are retried with growing pauses until the command timeout: a slot
-        migration makes multi-key calls wait for as long as it lasts."""
+        migration makes multi-key calls wait for as long as it lasts. A durable command
+        is followed by WAIT on the same connection."""
         ask: str | None = None
         moves = 0
         pause = RETRY_PAUSE
         give_up_at = trio.current_time() + (timeout or self._command_timeout)
         while True:
             address = ask or await self._owner(slot)
+            wait = self._wait_on(address) if durable else b""
             try:
                 if ask:
-                    reply = (await self._node_pool(address).request(_ASKING + frame, 2, timeout))[1]
+                    replies = await self._node_pool(address).request(
+                        _ASKING + frame + wait, 3 if wait else 2, timeout)
+                    reply = replies[1]
+                    if wait:
+                        self._count_acks(address, replies[2])
+                elif wait:
+                    reply, acks = await self._node_pool(address).request(frame + wait, 2, timeout)
+                    self._count_acks(address, acks)
                 else:
                     reply = await self._node_pool(address).request(frame, 1, timeout)
             except errors.ClientClosedError:
@@ -311,6 +351,7 @@ class ClusterClient(Client):
 class _Queued(msgspec.Struct, frozen=True):
     frame: bytes
     slot: int | None
+    durable: bool
 
 
 class ClusterPipeline:
@@ -326,7 +367,8 @@ class ClusterPipeline:
 
     def execute_command(self, *args: str | bytes | int | float) -> ClusterPipeline:
         """Queue one command (encoded and routed now)."""
-        self._queued.append(_Queued(encode_shared(args), command_slot(args)))
+        self._queued.append(_Queued(encode_shared(args), command_slot(args),
+                                    self._client._durable(args)))
         return self
 
     def fcall(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> ClusterPipeline:
@@ -357,14 +399,20 @@ class ClusterPipeline:
         failures: list[errors.RespError] = []
 
         async def send(address: str, indexes: list[int]) -> None:
-            frames = b"".join(queued[i].frame for i in indexes)
+            frames = [queued[i].frame for i in indexes]
+            wait = client._wait_on(address) if any(queued[i].durable for i in indexes) else b""
+            if wait:
+                frames.append(wait)  # one WAIT after the batch covers its calls
             try:
-                replies = await client._node_pool(address).request(frames, len(indexes), timeout)
+                replies = await client._node_pool(address).request(
+                    b"".join(frames), len(frames), timeout)
             except errors.RespError as exc:  # raised below as itself, not in a group
                 failures.append(exc)
                 return
-            if len(indexes) == 1:
+            if len(frames) == 1:
                 replies = [replies]
+            if wait:
+                client._count_acks(address, replies.pop())
             for i, reply in zip(indexes, replies, strict=True):
                 results[i] = reply
 
@@ -378,7 +426,8 @@ class ClusterPipeline:
             if isinstance(reply, errors.ResponseError) and (
                 redirect_of(reply) or reply.prefix in _WAIT_AND_RETRY
             ):
-                results[i] = await client._routed(queued[i].frame, queued[i].slot, timeout)
+                results[i] = await client._routed(queued[i].frame, queued[i].slot, timeout,
+                                                  queued[i].durable)
         return results
 
     async def _run_transaction(self, queued: list[_Queued], timeout: float | None) -> list[Any]:

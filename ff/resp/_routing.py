@@ -25,6 +25,11 @@ def _name(value: Any) -> str:
     return (value.decode() if isinstance(value, bytes) else str(value)).upper()
 
 
+def command_name(args: tuple[Any, ...]) -> str:
+    """The command's name in upper case."""
+    return _name(args[0])
+
+
 def command_slot(args: tuple[Any, ...]) -> int | None:
     """The slot a command must run on, or None when any node will do."""
     name = _name(args[0])

@@ -2,7 +2,9 @@
 
 `redis://[user:pass@]host[:port][/db]`, `rediss://...` (TLS) and
 `unix:///path/to/socket[?db=N]`. `valkey://` and `valkeys://` are spellings of the first
-two; `+cluster` after either (`redis+cluster://host:port`) names a seed node of a cluster.
+two; `+cluster` after either (`redis+cluster://host:port`) names a seed node of a cluster,
+and `?replica_acks=N[&replica_ack_timeout_ms=T]` there makes every function call wait
+until N replicas confirm it.
 Credentials are percent-decoded; `?db=N` is accepted on every scheme. A password without a
 user name authenticates as `default`.
 """
@@ -33,6 +35,8 @@ class ConnectionParams:
     client_name: str | None = None
     connect_timeout: float = 5.0
     cluster: bool = False  # the URL named a cluster seed node (`redis+cluster://`)
+    replica_acks: int = 0  # cluster: replicas that must confirm each function call (WAIT)
+    replica_ack_timeout_ms: int = 1000
 
     @property
     def address(self) -> str:
@@ -59,6 +63,11 @@ def parse_url(
         raise ValueError(f"unsupported URL scheme {parts.scheme!r} in {_redact(url)}")
     query = parse_qs(parts.query)
     db = _int_param(query.get("db", [None])[-1], "db")
+    acks = _int_param(query.get("replica_acks", [None])[-1], "replica_acks") or 0
+    ack_timeout = _int_param(query.get("replica_ack_timeout_ms", [None])[-1],
+                             "replica_ack_timeout_ms")
+    if ack_timeout == 0:
+        raise ValueError("replica_ack_timeout_ms must be positive")
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password is not None else None
     common = functools.partial(
@@ -83,7 +92,8 @@ def parse_url(
     tls = scheme == "rediss"
     return common(
         host=parts.hostname or "127.0.0.1", port=port, db=db or 0, tls=tls,
-        ssl_context=ssl_context if tls else None, cluster=cluster,
+        ssl_context=ssl_context if tls else None, cluster=cluster, replica_acks=acks,
+        replica_ack_timeout_ms=ack_timeout or 1000,
     )
 
 

@@ -5,20 +5,16 @@ migrated (`CLUSTER SETSLOT` / `MIGRATE`, as `valkey-cli --cluster reshard` does)
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack
-from pathlib import Path
 
-import msgspec
 import pytest
 import trio
 
 from ff.core.partitions import PartitionConfig, flow_tag
 from ff.core.records import CreateExecutionArgs
-from ff.resp import Client
 from ff.resp.slots import key_slot
 from ff.server import Server
 from ff.worker import ClaimedTask
+from tests.cluster.conftest import Node
 from tests.conftest import LocalCluster
 from tests.engine.conftest import engine_config
 from tests.worker.conftest import make_worker, running
@@ -28,30 +24,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.faults]
 EXECUTIONS = 2_000
 PARTITIONS = PartitionConfig(32, 2, 2)
 MIGRATE_BATCH = 4  # keys per MIGRATE, with a pause between: a slot stays split for a while
-
-
-@pytest.fixture
-def own_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(tmp_path / "cluster")
-    cluster.start()
-    yield cluster
-    cluster.stop()
-
-
-class Node(msgspec.Struct):
-    port: int
-    node_id: str
-    client: Client
-
-
-@pytest.fixture
-async def nodes(own_cluster: LocalCluster) -> AsyncIterator[list[Node]]:
-    async with AsyncExitStack() as stack:
-        found = []
-        for port in own_cluster.primary_ports():
-            client = await stack.enter_async_context(Client.from_url(f"redis://127.0.0.1:{port}"))
-            found.append(Node(port, (await client.execute("CLUSTER", "MYID")).decode(), client))
-        yield found
 
 
 async def owned_slots(node: Node) -> list[int]:

@@ -41,9 +41,18 @@ def test_unix_url() -> None:
     assert parse_url("unix:///tmp/x.sock").db == 0
 
 
+def test_replica_acks_on_a_cluster_url() -> None:
+    params = parse_url("redis+cluster://n1:7000?replica_acks=1&replica_ack_timeout_ms=250")
+    assert (params.cluster, params.replica_acks, params.replica_ack_timeout_ms) == (True, 1, 250)
+    assert parse_url("redis+cluster://n1:7000?replica_acks=2").replica_ack_timeout_ms == 1000
+    with pytest.raises(ValueError, match="cluster URL"):
+        Client.from_url("redis://host?replica_acks=1")
+
+
 @pytest.mark.parametrize(
     "url",
-    ["http://host", "redis://host/notanumber", "redis://host/1?db=2", "redis://host:99999",
+    ["redis+cluster://host?replica_acks=-1", "redis+cluster://host?replica_acks=x",
+     "redis+cluster://host?replica_ack_timeout_ms=0", "http://host", "redis://host/notanumber", "redis://host/1?db=2", "redis://host:99999",
      "unix://", "redis://host/-1"],
 )
 def test_malformed_urls(url: str) -> None:
