@@ -46,7 +46,7 @@ async def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
     with trio.fail_after(20):
         async with ApiClient(url, timeout=1) as client:
             while True:
-                assert process.poll() is None, process.stderr.read().decode()  # type: ignore[union-attr]
+                assert process.poll() is None, process.stderr and process.stderr.read().decode()
                 try:
                     await client.health()
                     return

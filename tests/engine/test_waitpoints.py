@@ -17,7 +17,7 @@ from ff.core.records import DeliverSignalArgs, LeaseHandle
 from ff.script import waitpoint as wp
 from ff.server import Server
 
-from .conftest import SECRET, claim, core_field, fence, submit
+from .conftest import SECRET, claim, core_field, engine_config, fence, submit
 
 pytestmark = pytest.mark.compat
 
@@ -265,8 +265,7 @@ async def test_rotation_with_grace(server: Server) -> None:
     with pytest.raises(FFError) as conflict:
         await server.rotate_waitpoint_secret("k2", "22" * 32)
     assert conflict.value.code == "rotation_conflict"
-    current, kids = await server.list_waitpoint_hmac_kids(ExecKeys(eid).partition
-                                                          if False else 0)
+    current, kids = await server.list_waitpoint_hmac_kids(0)
     assert current == "k2" and "k1" in kids
     got = await server.deliver_signal(eid, signal(old.waitpoint_id, old.waitpoint_token))
     assert got.effect == "appended_to_waitpoint"
@@ -284,6 +283,24 @@ async def test_rotation_with_grace(server: Server) -> None:
     assert eid2 == lease2.execution_id
     new = await suspend(server, lease2)
     assert new.waitpoint_token.startswith("k2:")
+
+
+@pytest.mark.cluster
+async def test_a_rotation_through_one_server_holds_for_another(server_url: str) -> None:
+    """The keystore lives in Valkey, one per partition: what one server rotates, every
+    server signs and checks with."""
+    config = engine_config(server_url)
+    async with Server.running(config) as a, Server.running(config) as b:
+        await submit(b)
+        old = await suspend(b, await claim(b))
+        await a.rotate_waitpoint_secret("k2", "11" * 32)
+        eid = await submit(b)
+        lease = await claim(b)
+        assert lease is not None and lease.execution_id == eid
+        new = await suspend(b, lease)
+        assert (old.waitpoint_token[:3], new.waitpoint_token[:3]) == ("k1:", "k2:")
+        got = await a.deliver_signal(eid, signal(new.waitpoint_id, new.waitpoint_token))
+        assert got.effect == "resume_condition_satisfied"
 
 
 async def test_unknown_execution_or_waitpoint_answers_like_a_bad_token(server: Server) -> None:

@@ -52,7 +52,8 @@ def test_replica_acks_on_a_cluster_url() -> None:
 @pytest.mark.parametrize(
     "url",
     ["redis+cluster://host?replica_acks=-1", "redis+cluster://host?replica_acks=x",
-     "redis+cluster://host?replica_ack_timeout_ms=0", "http://host", "redis://host/notanumber", "redis://host/1?db=2", "redis://host:99999",
+     "redis+cluster://host?replica_ack_timeout_ms=0", "http://host", "redis://host/notanumber",
+     "redis://host/1?db=2", "redis://host:99999",
      "unix://", "redis://host/-1"],
 )
 def test_malformed_urls(url: str) -> None:
