@@ -3,9 +3,12 @@ beside a single Valkey node, in the same run, through the same in-process Server
 worker SDK: throughput of each, their ratio (the cost of routing), and how the lane's
 keys spread over the primaries (share of keys per primary).
 
-    .venv/bin/python -m bench.cluster_bench [--n 2000] [--runs 3] [--out bench/results]
+    .venv/bin/python -m bench.cluster_bench [--n 2000] [--runs 3] [--replica-acks]
+                                            [--out bench/results]
 
 The cluster is started with tools/cluster.sh on free loopback ports and stopped after.
+`--replica-acks` gives each primary a replica and adds a third system, the same cluster
+with `?replica_acks=1` (every call waits for its replica): the cost of that guarantee.
 """
 
 from __future__ import annotations
@@ -75,24 +78,36 @@ async def one_run(url: str, n: int, lane: str) -> dict[str, object]:
     return {"rate": n / seconds, "seconds": seconds, "shares": shares}
 
 
-async def measure(n: int, runs: int) -> dict[str, object]:
+def median_rate(rows: list[dict[str, object]]) -> float:
+    return statistics.median(float(r["rate"]) for r in rows)  # type: ignore[arg-type]
+
+
+async def measure(n: int, runs: int, replica_acks: bool) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         single = EmbeddedServer(Path(tmp) / "single")
-        cluster = LocalCluster(Path(tmp) / "cluster")
+        cluster = LocalCluster(Path(tmp) / "cluster", replicas=replica_acks)
         await single.start()
         cluster.start()
+        urls = {"single": single.url, "cluster": cluster.url}
+        if replica_acks:
+            urls["cluster_replica_acks"] = cluster.url + "?replica_acks=1"
         try:
-            rows: dict[str, list[dict[str, object]]] = {"single": [], "cluster": []}
+            rows: dict[str, list[dict[str, object]]] = {name: [] for name in urls}
             for i in range(runs):
-                rows["single"].append(await one_run(single.url, n, f"lane{i}"))
-                rows["cluster"].append(await one_run(cluster.url, n, f"lane{i}"))
+                for name, url in urls.items():
+                    rows[name].append(await one_run(url, n, f"lane{i}"))
         finally:
             cluster.stop()
             await single.stop()
-    single_rate = statistics.median(float(r["rate"]) for r in rows["single"])  # type: ignore[arg-type]
-    cluster_rate = statistics.median(float(r["rate"]) for r in rows["cluster"])  # type: ignore[arg-type]
-    return {"n": n, "runs": runs, "single_rate": single_rate, "cluster_rate": cluster_rate,
-            "ratio": cluster_rate / single_rate, "rows": rows}
+    rates = {name: median_rate(rows[name]) for name in rows}
+    report: dict[str, object] = {
+        "n": n, "runs": runs, "replicas": replica_acks, "single_rate": rates["single"],
+        "cluster_rate": rates["cluster"], "ratio": rates["cluster"] / rates["single"],
+        "rows": rows}
+    if replica_acks:
+        report["replica_acks_rate"] = rates["cluster_replica_acks"]
+        report["replica_acks_ratio"] = rates["cluster_replica_acks"] / rates["cluster"]
+    return report
 
 
 def machine() -> dict[str, str]:
@@ -108,16 +123,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--replica-acks", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    report = trio.run(measure, args.n, args.runs)
+    report = trio.run(measure, args.n, args.runs, args.replica_acks)
     report["machine"] = machine()
     print(json.dumps({k: v for k, v in report.items() if k != "rows"}, indent=2))
     for row in report["rows"]["cluster"]:  # type: ignore[index]
         print("cluster key shares per primary:", row["shares"])
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "cluster_bench.json").write_text(json.dumps(report, indent=2))
+        name = "cluster_bench_replica_acks" if args.replica_acks else "cluster_bench"
+        (args.out / f"{name}.json").write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
