@@ -75,7 +75,9 @@ async def one_run(url: str, n: int, lane: str) -> dict[str, object]:
             sizes = await server.client.on_every_primary("DBSIZE")
             total = sum(sizes.values())
             shares = {address: round(size / total, 4) for address, size in sizes.items()}
-    return {"rate": n / seconds, "seconds": seconds, "shares": shares}
+        shortfalls = getattr(server.client, "replication_shortfalls", 0)
+    return {"rate": n / seconds, "seconds": seconds, "shares": shares,
+            "replication_shortfalls": shortfalls}
 
 
 def median_rate(rows: list[dict[str, object]]) -> float:

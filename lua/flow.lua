@@ -68,7 +68,21 @@ local function deps_ready(ctx, fid)
   return group == 'satisfied'
 end
 
-local function promote_if_ready(ctx, fid, now)
+-- What resolving edges found, for the caller to act on: `groups`, the children owed
+-- sibling cancels; `lanes` (a set), the lanes of children made eligible, which the caller
+-- marks in the lanes' work hints (they live under another tag).
+local function new_findings()
+  return {groups = {}, lanes = {}}
+end
+
+-- The findings as two reply arrays: groups, lanes.
+local function findings_reply(found)
+  local lanes = {}
+  for lane in pairs(found.lanes) do lanes[#lanes + 1] = lane end
+  return found.groups, lanes
+end
+
+local function promote_if_ready(ctx, fid, now, found)
   local core = ctx.core
   if core.lifecycle_phase ~= 'runnable' or core.eligibility_state ~= 'blocked_by_dependencies' then
     return false
@@ -81,6 +95,7 @@ local function promote_if_ready(ctx, fid, now)
       and 'pending_first_attempt' or nil}, now, nil)
   redis.call('ZREM', lane_key(ctx.tag, ctx.lane, 'blocked:dependencies'), ctx.eid)
   add_eligible(ctx)
+  found.lanes[ctx.lane] = true
   return true
 end
 
@@ -152,10 +167,10 @@ local function count_in_group(tag, fid, child, outcome, now)
 end
 
 -- Settles edge `edge` of `child` if its upstream has ended. Appends cascade work to
--- `queue` (the out edges of a child it skipped) and fired cancel groups to `groups`.
+-- `queue` (the out edges of a child it skipped) and its findings to `found`.
 -- Returns the edge's outcome: satisfied, impossible, already_resolved, upstream_pending,
 -- or missing.
-local function resolve_edge(tag, child, edge, now, queue, groups)
+local function resolve_edge(tag, child, edge, now, queue, found)
   local dkey = exec_key(tag, child, 'dep:' .. edge)
   local dep = hgetall(dkey)
   if dep.state == nil then return 'missing' end
@@ -175,7 +190,7 @@ local function resolve_edge(tag, child, edge, now, queue, groups)
   if not success then redis.call('HINCRBY', ctx.k('deps:meta'), 'impossible_required_count', 1) end
   redis.call('HSET', ctx.k('deps:meta'), 'last_dependency_update_at', fmt(now))
   local verdict, cancel = count_in_group(tag, fid, child, outcome, now)
-  if cancel then groups[#groups + 1] = child end
+  if cancel then found.groups[#found.groups + 1] = child end
   local live = ctx.core.lifecycle_phase ~= 'terminal'
   if success and live and is_set(dep.data_passing_ref) and verdict ~= 'already_fired' then
     redis.call('COPY', exec_key(tag, dep.upstream_execution_id, 'result'), ctx.k('payload'),
@@ -187,20 +202,20 @@ local function resolve_edge(tag, child, edge, now, queue, groups)
       queue[#queue + 1] = out
     end
   elseif live then
-    promote_if_ready(ctx, fid, now)
+    promote_if_ready(ctx, fid, now, found)
   end
   return success and 'satisfied' or 'impossible'
 end
 
 -- Resolves flow edges (ids in `queue`) and the cascade they cause, up to
 -- RESOLVE_MAX_EDGES. Returns how many edges it settled.
-local function drain_queue(tag, fid, queue, now, groups)
+local function drain_queue(tag, fid, queue, now, found)
   local settled, i = 0, 1
   while i <= #queue and i <= facts.RESOLVE_MAX_EDGES do
     local child = redis.call('HGET', flow_key(tag, fid, 'edge:' .. queue[i]),
       'downstream_execution_id')
     if child then
-      local outcome = resolve_edge(tag, child, queue[i], now, queue, groups)
+      local outcome = resolve_edge(tag, child, queue[i], now, queue, found)
       if outcome == 'satisfied' or outcome == 'impossible' then settled = settled + 1 end
     end
     i = i + 1
@@ -209,12 +224,12 @@ local function drain_queue(tag, fid, queue, now, groups)
 end
 
 -- Every unresolved edge of a child whose upstream has ended, with their cascade.
-local function resolve_child(ctx, fid, now, groups)
+local function resolve_child(ctx, fid, now, found)
   local queue = {}
   for _, edge in ipairs(redis.call('SMEMBERS', ctx.k('deps:unresolved'))) do
     queue[#queue + 1] = edge
   end
-  return drain_queue(ctx.tag, fid, queue, now, groups)
+  return drain_queue(ctx.tag, fid, queue, now, found)
 end
 
 -- ff_create_flow
@@ -406,8 +421,9 @@ end)
 --   ARGV[4] upstream_execution_id
 --   ARGV[5] graph_revision
 --   ARGV[6] release_hold ("1": lift the hold put by ff_add_execution_to_flow)
---   Reply   OK(unsatisfied_count, {downstream ids with sibling cancels owed}) |
---           ALREADY_SATISFIED(unsatisfied_count, {})
+--   Reply   OK(unsatisfied_count, {downstream ids with sibling cancels owed},
+--             {lanes of children made eligible}) |
+--           ALREADY_SATISFIED(the same three fields)
 --   Errors  invalid_input, execution_not_found, execution_not_in_flow,
 --           execution_already_in_flow(other flow), flow_not_found, flow_already_terminal,
 --           invalid_dependency (edge not staged, or staged between other executions)
@@ -432,7 +448,7 @@ redis.register_function('ff_apply_dependency_to_child', function(keys, args)
   end
   local now = now_ms()
   local meta = ctx.k('deps:meta')
-  local groups = {}
+  local found = new_findings()
   local dkey = ctx.k('dep:' .. edge)
   local repeat_call = redis.call('EXISTS', dkey) == 1
   if not repeat_call then
@@ -459,13 +475,14 @@ redis.register_function('ff_apply_dependency_to_child', function(keys, args)
   end
   if args[6] == '1' then redis.call('HDEL', meta, 'held') end
   if ctx.core.lifecycle_phase ~= 'terminal' then
-    drain_queue(tag, fid, {edge}, now, groups)
+    drain_queue(tag, fid, {edge}, now, found)
     ctx = load_exec(keys[1], eid)
-    promote_if_ready(ctx, fid, now)
+    promote_if_ready(ctx, fid, now, found)
   end
   local unsatisfied = redis.call('HGET', meta, 'unsatisfied_required_count') or '0'
-  if repeat_call then return already(unsatisfied, groups) end
-  return ok(unsatisfied, groups)
+  local groups, lanes = findings_reply(found)
+  if repeat_call then return already(unsatisfied, groups, lanes) end
+  return ok(unsatisfied, groups, lanes)
 end)
 
 -- ff_resolve_completion: an upstream member ended; settle its outgoing edges (and the
@@ -474,23 +491,26 @@ end)
 --   KEYS[1] upstream exec core
 --   ARGV[1] flow_id
 --   ARGV[2] upstream execution_id
---   Reply   OK(settled_edge_count, {downstream ids with sibling cancels owed}) |
+--   Reply   OK(settled_edge_count, {downstream ids with sibling cancels owed},
+--             {lanes of children made eligible}) |
 --           OK('0', {}) when the upstream has not ended
 redis.register_function('ff_resolve_completion', function(keys, args)
   local fid, up = args[1], args[2]
   local tag = tag_of(keys[1])
   if redis.call('HGET', keys[1], 'lifecycle_phase') ~= 'terminal' then return ok('0', {}) end
   local queue = redis.call('SMEMBERS', flow_key(tag, fid, 'out:' .. up))
-  local groups = {}
-  local settled = drain_queue(tag, fid, queue, now_ms(), groups)
-  return ok(fmt(settled), groups)
+  local found = new_findings()
+  local settled = drain_queue(tag, fid, queue, now_ms(), found)
+  local groups, lanes = findings_reply(found)
+  return ok(fmt(settled), groups, lanes)
 end)
 
 -- ff_resolve_dependency: settle every unresolved edge of one child whose upstream has
 -- ended (dependency_reconciler; idempotent).
 --   KEYS[1] child exec core
 --   ARGV[1] child execution_id
---   Reply   OK(settled_edge_count, {downstream ids with sibling cancels owed})
+--   Reply   OK(settled_edge_count, {downstream ids with sibling cancels owed},
+--             {lanes of children made eligible})
 --   Errors  execution_not_found
 redis.register_function('ff_resolve_dependency', function(keys, args)
   local ctx = load_exec(keys[1], args[1])
@@ -498,11 +518,12 @@ redis.register_function('ff_resolve_dependency', function(keys, args)
   local fid = ctx.core.flow_id
   if not is_set(fid) then return ok('0', {}) end
   local now = now_ms()
-  local groups = {}
-  local settled = resolve_child(ctx, fid, now, groups)
+  local found = new_findings()
+  local settled = resolve_child(ctx, fid, now, found)
   ctx = load_exec(keys[1], args[1])
-  if ctx.core.lifecycle_phase ~= 'terminal' then promote_if_ready(ctx, fid, now) end
-  return ok(fmt(settled), groups)
+  if ctx.core.lifecycle_phase ~= 'terminal' then promote_if_ready(ctx, fid, now, found) end
+  local groups, lanes = findings_reply(found)
+  return ok(fmt(settled), groups, lanes)
 end)
 
 -- Replay of a skipped member (called by ff_replay_execution): every edge of the child
@@ -528,9 +549,10 @@ local function replay_skipped(ctx, now, fields)
     terminal_outcome = 'none', attempt_state = 'pending_replay_attempt'}, now, fields)
   redis.call('ZADD', lane_key(ctx.tag, ctx.lane, 'blocked:dependencies'),
     ctx.core.created_at or fmt(now), ctx.eid)
-  resolve_child(ctx, fid, now, {})
+  local found = new_findings()
+  resolve_child(ctx, fid, now, found)
   local after = load_exec(ctx.key, ctx.eid)
-  if after.core.lifecycle_phase ~= 'terminal' then promote_if_ready(after, fid, now) end
+  if after.core.lifecycle_phase ~= 'terminal' then promote_if_ready(after, fid, now, found) end
   return after.core.public_state
 end
 

@@ -99,8 +99,15 @@ class LocalCluster:
                        check=True, capture_output=True, timeout=60)
 
     def start(self) -> None:
+        """Started, and with replicas, each replica's first sync done."""
         extra = ["--replicas"] if self.replicas else []
         self._run("start", "--port", str(self.base), *extra)
+        deadline = time.monotonic() + 30
+        for port in range(self.base + 3, self.base + 6) if self.replicas else ():
+            while b"master_link_status:up" not in _raw_command(port, "INFO", "replication"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"replica on port {port} did not sync")
+                time.sleep(0.05)
 
     def stop(self) -> None:
         self._run("stop")

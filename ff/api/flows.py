@@ -178,8 +178,7 @@ class FlowsApi(ExecutionsApi):
         applied, resolution = await flow_fns.apply_dependency_to_child(
             self.library, keys, child, edge_id=parse_uuid(args.edge_id, "edge_id"),
             upstream=up, graph_revision=args.graph_revision, release_hold=args.release_hold)
-        if resolution.cancel_groups:
-            await settle(self.library, keys.flow_id, child, resolution)
+        await settle(self.library, self._config.partitions, child, resolution, keys.flow_id)
         if not applied:
             return ApplyDependencyToChildResult(applied_again=True)
         return ApplyDependencyToChildResult(Applied=AppliedBody(resolution.count))

@@ -32,7 +32,7 @@ class Engine:
             scanner_type(self, getattr(intervals, scanner_type.name))
             for scanner_type in ALL_SCANNERS
         ]
-        self.completions = CompletionListener(client, library)
+        self.completions = CompletionListener(client, library, config.partitions)
         self._lanes: list[str] = list(config.lanes)
         self._lanes_read_at = -LANES_CACHE_S
 

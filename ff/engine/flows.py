@@ -26,8 +26,10 @@ from ff import metrics
 from ff.core.errors import ExecutionNotActiveError, NotFoundError
 from ff.core.ids import ExecutionId
 from ff.core.keys import DAG_COMPLETIONS_CHANNEL, ExecKeys, FlowKeys, IndexKeys
+from ff.core.partitions import PartitionConfig
 from ff.core.states import TERMINAL_PUBLIC_STATES
 from ff.engine.runner import RESTART_DELAY_S, Scanner, pipelined, survivable
+from ff.scheduler import mark_lane_work
 from ff.script import execution as execution_fns
 from ff.script import flow as flow_fns
 from ff.script.library import FunctionLibrary, text
@@ -109,9 +111,18 @@ async def cancel_siblings(library: FunctionLibrary, keys: FlowKeys, downstream: 
     return done.cancelled
 
 
-async def settle(library: FunctionLibrary, flow_id: str, member: str,
-                 resolution: flow_fns.Resolution) -> None:
-    """Dispatches the sibling cancels a resolution asked for, at once."""
+async def settle(library: FunctionLibrary, partitions: PartitionConfig, member: str,
+                 resolution: flow_fns.Resolution, flow_id: str | None = None) -> None:
+    """Acts on a resolution at once: marks the lanes of the children it made eligible in
+    their work hints (so a claim finds them now, not at the next lane_hints cycle) and
+    dispatches the sibling cancels it asked for. `member` is on the flow's partition."""
+    partition = ExecutionId.parse(member).partition
+    for lane in resolution.promoted_lanes:
+        await mark_lane_work(library.client, partitions, lane, partition)
+    if not resolution.cancel_groups:
+        return
+    if flow_id is None:
+        flow_id = text(await library.client.execute("HGET", ExecKeys(member).core, "flow_id"))
     keys = flow_keys_of(flow_id, member)
     for downstream in resolution.cancel_groups:
         await cancel_siblings(library, keys, downstream)
@@ -128,9 +139,10 @@ class CompletionListener:
     that ends, each message in its own task (at most LISTENER_CONCURRENCY at once; the
     subscription is read no faster). Lost messages are the dependency_reconciler's."""
 
-    def __init__(self, client, library: FunctionLibrary) -> None:
+    def __init__(self, client, library: FunctionLibrary, partitions: PartitionConfig) -> None:
         self.client = client
         self.library = library
+        self.partitions = partitions
         self._slots = trio.Semaphore(LISTENER_CONCURRENCY)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -161,7 +173,8 @@ class CompletionListener:
             member = ExecutionId.parse(completion.execution_id)
             resolution = await flow_fns.resolve_completion(
                 self.library, completion.flow_id, member)
-            await settle(self.library, completion.flow_id, member, resolution)
+            await settle(self.library, self.partitions, member, resolution,
+                         completion.flow_id)
         except Exception as exc:
             if not survivable(exc) and not isinstance(exc, msgspec.ValidationError
                                                         | msgspec.DecodeError):
@@ -192,9 +205,7 @@ class DependencyReconciler(Scanner):
 
     async def _resolve(self, eid: str) -> None:
         resolution = await flow_fns.resolve_dependency(self.library, eid)
-        if resolution.cancel_groups:
-            flow_id = text(await self.client.execute("HGET", ExecKeys(eid).core, "flow_id"))
-            await settle(self.library, flow_id, eid, resolution)
+        await settle(self.library, self.engine.partitions, eid, resolution)
 
 
 SUMMARY_STATES = ("completed", "failed", "cancelled", "expired", "skipped", "active",

@@ -31,11 +31,13 @@ class EdgeGroupPolicy(msgspec.Struct, frozen=True):
 
 
 class Resolution(msgspec.Struct, frozen=True):
-    """How many edges a call settled (`unsatisfied_count` for apply) and the downstream
-    executions whose upstream siblings are owed a cancel (cancel_remaining groups)."""
+    """How many edges a call settled (`unsatisfied_count` for apply), the downstream
+    executions whose upstream siblings are owed a cancel (cancel_remaining groups), and
+    the lanes of the children it made eligible (on the flow's partition)."""
 
     count: int
     cancel_groups: list[str]
+    promoted_lanes: list[str] = []
 
 
 class FlowCancelled(msgspec.Struct, frozen=True):

@@ -8,10 +8,11 @@ import trio
 
 from ff.core.ids import ExecutionId
 from ff.core.keys import IndexKeys
+from ff.core.partitions import PartitionConfig
 from ff.script import execution as execution_fns
 from ff.script import flow as flow_fns
 from ff.server import Server
-from tests.engine.conftest import engine_config
+from tests.engine.conftest import claim, engine_config, fence
 from tests.flows.conftest import Dag
 
 pytestmark = pytest.mark.compat
@@ -128,6 +129,30 @@ async def test_an_edge_to_an_upstream_that_already_ended_resolves_at_once(
     assert await dag.run("b") == b"early"
     await dag.edge("b", "c")
     assert await dag.state("c") == "waiting"
+
+
+async def test_a_promoted_child_is_claimable_at_once_outside_the_scheduler_window(
+        server_url: str) -> None:
+    """Resolution hints the lanes of the children it made eligible: a claim finds the
+    child at once, not only when its partition enters the worker's window or at the next
+    lane_hints cycle (a 10-stage chain waited up to a second per stage)."""
+    config = engine_config(server_url, partitions=PartitionConfig(256, 2, 2), lane_spread=0)
+    async with Server.running(config) as server:
+        dag = await Dag.create(server)
+        await dag.node("a")
+        await dag.node("b")
+        await dag.edge("a", "b")
+        partition = ExecutionId.parse(dag.ids["b"]).partition
+        worker = next(w for w in (f"w{i}" for i in range(1000))
+                      if (partition - server.scheduler.window(f"{w}-i")[0]) % 256 >= 96)
+        first = await claim(server, worker)
+        assert first is not None and first.execution_id == dag.ids["a"]
+        assert await claim(server, worker) is None  # nothing else: the hint is dropped
+        await execution_fns.complete_execution(server.library, first.execution_id,
+                                               result=b"", **fence(first))
+        await dag.wait_for("b", "waiting")
+        second = await claim(server, worker)
+        assert second is not None and second.execution_id == dag.ids["b"]
 
 
 async def test_the_dependency_reconciler_resolves_without_notifications(
