@@ -20,9 +20,9 @@ from ff.resp import Client
 from ff.server import Server
 from ff.transient import is_transient
 from ff.worker import ClaimedTask
+from tests.cluster.conftest import job_workers
 from tests.conftest import LocalCluster
 from tests.engine.conftest import engine_config, submit
-from tests.worker.conftest import make_worker, running
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.faults]
 
@@ -118,11 +118,7 @@ async def test_work_continues_after_a_primary_fails_over(
             return None
 
     async with Server.running(config) as server:
-        workers = [make_worker(url, worker_id=f"w{i}", max_concurrent=16,
-                               lease_ttl_ms=10_000) for i in range(3)]
-        for worker in workers:
-            worker.handler("job")(job)
-        async with running(workers[0]), running(workers[1]), running(workers[2]):
+        async with job_workers(url, job, max_concurrent=16, lease_ttl_ms=10_000):
             with trio.fail_after(120):
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(produce, server)

@@ -14,10 +14,9 @@ from ff.core.records import CreateExecutionArgs
 from ff.resp.slots import key_slot
 from ff.server import Server
 from ff.worker import ClaimedTask
-from tests.cluster.conftest import Node
+from tests.cluster.conftest import Node, job_workers
 from tests.conftest import LocalCluster
 from tests.engine.conftest import engine_config
-from tests.worker.conftest import make_worker, running
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.faults]
 
@@ -88,11 +87,7 @@ async def test_a_slot_range_migrated_under_load_loses_nothing(
             moved_keys += await migrate_slot(slot, source, target, [other])
 
     async with Server.running(config) as server:
-        workers = [make_worker(own_cluster.url, worker_id=f"w{i}", max_concurrent=32,
-                               lease_ttl_ms=30_000) for i in range(3)]
-        for worker in workers:
-            worker.handler("job")(job)
-        async with running(workers[0]), running(workers[1]), running(workers[2]):
+        async with job_workers(own_cluster.url, job, max_concurrent=32, lease_ttl_ms=30_000):
             with trio.fail_after(120):
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(produce)
