@@ -10,6 +10,7 @@ import trio
 from ff.core.keys import ExecKeys
 from ff.resp import Client, ClusterClient
 from ff.resp.slots import key_slot
+from ff.script import lease as lease_fns
 from ff.server import Server
 from tests.conftest import LocalCluster
 from tests.engine.conftest import claim, engine_config, submit
@@ -62,6 +63,46 @@ async def test_the_library_is_reloaded_on_a_primary_that_lost_it(cluster: LocalC
             await node.execute("FUNCTION", "FLUSH")
         lease = await claim(server)
         assert lease is not None and lease.execution_id == eid
+
+
+async def test_a_call_waits_while_its_slot_is_migrating(cluster: LocalCluster) -> None:
+    """The migration fence: while the slot is open (MIGRATING / IMPORTING), a function
+    call on it is answered TRYAGAIN and retried, and runs once the slot is stable again,
+    even a call whose own keys all exist on the source (a renewal declares only the core)."""
+    async with Server.running(engine_config(cluster.url)) as server:
+        eid = await submit(server)
+        lease = await claim(server)
+        assert lease is not None and lease.execution_id == eid
+        core = ExecKeys(eid).core
+        slot = key_slot(core)
+        source = int((await server.client.node_of(core)).rpartition(":")[2])
+        target = next(p for p in cluster.primary_ports() if p != source)
+        async with Client.from_url(f"redis://127.0.0.1:{source}") as src, \
+                Client.from_url(f"redis://127.0.0.1:{target}") as dst:
+            src_id = (await src.execute("CLUSTER", "MYID")).decode()
+            dst_id = (await dst.execute("CLUSTER", "MYID")).decode()
+
+            async def stable_after(seconds: float) -> None:
+                await trio.sleep(seconds)
+                for node in (src, dst):
+                    await node.execute("CLUSTER", "SETSLOT", slot, "STABLE")
+
+            await dst.execute("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+            await src.execute("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(stable_after, 0.3)
+                    started = trio.current_time()
+                    expires = await lease_fns.renew_lease(
+                        server.library, eid, attempt_index=lease.attempt_index,
+                        attempt_id=lease.attempt_id, lease_id=lease.lease_id,
+                        lease_epoch=lease.lease_epoch, lease_ttl_ms=30_000)
+                    waited = trio.current_time() - started
+            finally:
+                with trio.CancelScope(shield=True):
+                    await stable_after(0)
+        assert expires > lease.expires_at - 30_000
+        assert waited >= 0.25
 
 
 async def test_a_second_server_reclaims_the_lease_of_a_dead_servers_share(
