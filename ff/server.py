@@ -90,7 +90,7 @@ class Server(FlowsApi, ExecutionsApi, LanesApi, SchedulingApi, WaitpointsApi, Bu
         await boot.install_hmac_secret(self.library, self._config)
         await boot.upgrade_stored_data(self._client, self.library, self._config)
         await self._client.execute("SADD", LANES, *self._config.lanes)
-        self._known_lanes.update(self._config.lanes)
+        self._lanes_registered_at.update(dict.fromkeys(self._config.lanes, trio.current_time()))
         log.info("server started", extra={"scanners": len(self.engine.scanners)})
 
     async def shutdown(self) -> None:

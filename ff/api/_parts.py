@@ -27,6 +27,9 @@ def payload_bytes(value: object, field: str) -> bytes:
     raise ValidationError("invalid_input", f"{field} must be bytes 0-255 or a string")
 
 
+LANE_REGISTRATION_REFRESH_S = 60.0
+
+
 class ServerParts:
     """Built once by `Server.__init__`; the area classes only read these."""
 
@@ -35,11 +38,15 @@ class ServerParts:
         self._client = client
         self.library = FunctionLibrary(client)
         self.scheduler = Scheduler(client, self.library, config.partitions)
-        self._known_lanes: set[str] = set()
+        self._lanes_registered_at: dict[str, float] = {}
         self._rotation_gate = trio.Lock()  # one secret rotation at a time
 
     async def _register_lane(self, lane: str) -> None:
-        """Adds a lane to the registry the scanners walk (once per lane and process)."""
-        if lane not in self._known_lanes:
+        """Adds a lane to the registry the scanners walk: once per lane and process, and
+        again after LANE_REGISTRATION_REFRESH_S, so a registration a failover lost (an
+        asynchronous replica) is made again while the lane is in use."""
+        now = trio.current_time()
+        if now - self._lanes_registered_at.get(lane, -LANE_REGISTRATION_REFRESH_S) >= \
+                LANE_REGISTRATION_REFRESH_S:
             await self._client.execute("SADD", LANES, lane)
-            self._known_lanes.add(lane)
+            self._lanes_registered_at[lane] = now

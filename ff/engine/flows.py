@@ -33,6 +33,7 @@ from ff.scheduler import mark_lane_work
 from ff.script import execution as execution_fns
 from ff.script import flow as flow_fns
 from ff.script.library import FunctionLibrary, text
+from ff.transient import is_transient
 
 log = logging.getLogger("ff.engine.flows")
 
@@ -113,19 +114,25 @@ async def cancel_siblings(library: FunctionLibrary, keys: FlowKeys, downstream: 
 
 async def settle(library: FunctionLibrary, partitions: PartitionConfig, member: str,
                  resolution: flow_fns.Resolution, flow_id: str | None = None) -> None:
-    """Acts on a resolution at once: marks the lanes of the children it made eligible in
-    their work hints (so a claim finds them now, not at the next lane_hints cycle) and
-    dispatches the sibling cancels it asked for. `member` is on the flow's partition."""
+    """Acts on a resolution at once: dispatches the sibling cancels it asked for, then
+    marks the lanes of the children it made eligible in their work hints, so a claim
+    finds them now. A hint that cannot be marked is only logged: the lane_hints scanner
+    marks it within an interval. `member` is on the flow's partition."""
+    if resolution.cancel_groups:
+        if flow_id is None:
+            flow_id = text(await library.client.execute("HGET", ExecKeys(member).core,
+                                                        "flow_id"))
+        keys = flow_keys_of(flow_id, member)
+        for downstream in resolution.cancel_groups:
+            await cancel_siblings(library, keys, downstream)
     partition = ExecutionId.parse(member).partition
     for lane in resolution.promoted_lanes:
-        await mark_lane_work(library.client, partitions, lane, partition)
-    if not resolution.cancel_groups:
-        return
-    if flow_id is None:
-        flow_id = text(await library.client.execute("HGET", ExecKeys(member).core, "flow_id"))
-    keys = flow_keys_of(flow_id, member)
-    for downstream in resolution.cancel_groups:
-        await cancel_siblings(library, keys, downstream)
+        try:
+            await mark_lane_work(library.client, partitions, lane, partition)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("work hint for lane %s not marked (lane_hints will): %s", lane, exc)
 
 
 class Completion(msgspec.Struct):

@@ -48,6 +48,7 @@ _EVERY_PRIMARY: dict[Any, Callable[[list[Any]], Any]] = {
     "FUNCTION": lambda replies: replies[0],
 }
 _ASKING = encode(("ASKING",))
+_INFO_REPLICATION = encode(("INFO", "replication"))
 _MULTI = encode(("MULTI",))
 _EXEC = encode(("EXEC",))
 
@@ -78,6 +79,8 @@ class ClusterClient(Client):
         self._degraded_until: dict[str, float] = {}
         self.replication_shortfalls = 0  # WAITs that saw fewer replicas than asked
         if params.replica_acks:
+            if params.replica_ack_timeout_ms >= command_timeout * 1000:
+                raise ValueError("replica_ack_timeout_ms must be below the command timeout")
             self._wait = encode(("WAIT", params.replica_acks, params.replica_ack_timeout_ms))
 
     # -- topology -------------------------------------------------------------------
@@ -183,13 +186,32 @@ class ClusterClient(Client):
         """A function call that waits for replicas (`replica_acks` in the URL)."""
         return self._wait is not None and command_name(args) == "FCALL"
 
-    def _wait_on(self, address: str) -> bytes:
-        """The WAIT to send after durable commands on `address`: none while that node
-        is degraded (it lately had fewer replicas than asked), so a shard left without a
-        replica by a failover keeps working, unconfirmed, instead of waiting every call."""
-        if self._wait is None or self._degraded_until.get(address, 0.0) > trio.current_time():
+    async def _wait_on(self, address: str) -> bytes:
+        """The WAIT to send after durable commands on `address`. None while the node is
+        degraded (a WAIT there saw too few replicas): a shard that a failover left
+        without a replica keeps working, unconfirmed, instead of waiting out the timeout
+        on every call. When the pause ends, the node's connected replicas are counted
+        first, so a WAIT that would time out again is not sent."""
+        if self._wait is None:
             return b""
-        return self._wait
+        until = self._degraded_until.get(address)
+        if until is None:
+            return self._wait
+        if until > trio.current_time():
+            return b""
+        if await self._connected_replicas(address) >= self.params.replica_acks:
+            self._degraded_until.pop(address, None)
+            return self._wait
+        self._degraded_until[address] = trio.current_time() + DEGRADED_FOR
+        return b""
+
+    async def _connected_replicas(self, address: str) -> int:
+        with suppress(errors.RespError):
+            info = await self._node_pool(address).request(_INFO_REPLICATION, 1, None)
+            for line in info.decode().splitlines() if isinstance(info, bytes) else ():
+                if line.startswith("connected_slaves:"):
+                    return int(line.partition(":")[2])
+        return 0
 
     def _count_acks(self, address: str, acks: Any) -> None:
         wanted = self.params.replica_acks
@@ -200,38 +222,47 @@ class ClusterClient(Client):
         log.warning("%s confirmed a call on %s of %s replicas; replies go unconfirmed for "
                     "%.0f s", address, acks, wanted, DEGRADED_FOR)
 
+    async def _send(self, address: str, frame: bytes, *, asking: bool, durable: bool,
+                    timeout: float | None) -> Any:
+        """One attempt on one node: the command's reply (an error reply as a value),
+        after `ASKING` when asked to, followed by WAIT when it is durable."""
+        head = _ASKING if asking else b""
+        wait = await self._wait_on(address) if durable else b""
+        count = 1 + bool(asking) + bool(wait)
+        replies = await self._node_pool(address).request(head + frame + wait, count, timeout)
+        if count == 1:
+            return replies
+        if wait:
+            self._count_acks(address, replies[-1])
+        return replies[1] if asking else replies[0]
+
     async def _routed(self, frame: bytes, slot: int | None, timeout: float | None,
-                      durable: bool = False) -> Any:
+                      durable: bool = False, give_up_at: float | None = None) -> Any:
         """The reply (an error reply as a value) after following redirects. TRYAGAIN and
-        CLUSTERDOWN are retried with growing pauses until the command timeout: a slot
-        migration makes multi-key calls wait for as long as it lasts. A durable command
-        is followed by WAIT on the same connection."""
+        CLUSTERDOWN (or a slot no primary serves in the map) are retried with growing
+        pauses until `give_up_at` (default: the command timeout from now): a migration or
+        a failover makes calls wait for as long as it lasts."""
         ask: str | None = None
         moves = 0
         pause = RETRY_PAUSE
-        give_up_at = trio.current_time() + (timeout or self._command_timeout)
+        if give_up_at is None:
+            give_up_at = trio.current_time() + (timeout or self._command_timeout)
         while True:
-            address = ask or await self._owner(slot)
-            wait = self._wait_on(address) if durable else b""
             try:
-                if ask:
-                    replies = await self._node_pool(address).request(
-                        _ASKING + frame + wait, 3 if wait else 2, timeout)
-                    reply = replies[1]
-                    if wait:
-                        self._count_acks(address, replies[2])
-                elif wait:
-                    reply, acks = await self._node_pool(address).request(frame + wait, 2, timeout)
-                    self._count_acks(address, acks)
-                else:
-                    reply = await self._node_pool(address).request(frame, 1, timeout)
-            except errors.ClientClosedError:
-                if self._closed:
+                address = ask or await self._owner(slot)
+            except errors.ResponseError as unserved:  # CLUSTERDOWN: no primary for it yet
+                reply = unserved
+            else:
+                try:
+                    reply = await self._send(address, frame, asking=ask is not None,
+                                             durable=durable, timeout=timeout)
+                except errors.ClientClosedError:
+                    if self._closed:
+                        raise
+                    continue  # the node left the map while we used it: route again
+                except (errors.ConnectionError, errors.TimeoutError):
+                    await self._refresh_quietly()
                     raise
-                continue  # the node left the map while we used it: route again
-            except (errors.ConnectionError, errors.TimeoutError):
-                await self._refresh_quietly()
-                raise
             asked, ask = ask is not None, None
             if not isinstance(reply, errors.ResponseError):
                 return reply
@@ -392,15 +423,20 @@ class ClusterPipeline:
 
     async def _run_split(self, queued: list[_Queued], timeout: float | None) -> list[Any]:
         client = self._client
+        give_up_at = trio.current_time() + (timeout or client._command_timeout)
         groups: dict[str, list[int]] = {}
-        for i, item in enumerate(queued):
-            groups.setdefault(await client._owner(item.slot), []).append(i)
         results: list[Any] = [None] * len(queued)
+        for i, item in enumerate(queued):
+            try:
+                groups.setdefault(await client._owner(item.slot), []).append(i)
+            except errors.ResponseError as unserved:  # retried below, like a reply
+                results[i] = unserved
         failures: list[errors.RespError] = []
 
         async def send(address: str, indexes: list[int]) -> None:
             frames = [queued[i].frame for i in indexes]
-            wait = client._wait_on(address) if any(queued[i].durable for i in indexes) else b""
+            durable = any(queued[i].durable for i in indexes)
+            wait = await client._wait_on(address) if durable else b""
             if wait:
                 frames.append(wait)  # one WAIT after the batch covers its calls
             try:
@@ -422,12 +458,12 @@ class ClusterPipeline:
         if failures:
             await client._refresh_quietly()
             raise failures[0]
-        for i, reply in enumerate(results):
+        for i, reply in enumerate(results):  # one deadline for the whole pipeline
             if isinstance(reply, errors.ResponseError) and (
                 redirect_of(reply) or reply.prefix in _WAIT_AND_RETRY
             ):
                 results[i] = await client._routed(queued[i].frame, queued[i].slot, timeout,
-                                                  queued[i].durable)
+                                                  queued[i].durable, give_up_at)
         return results
 
     async def _run_transaction(self, queued: list[_Queued], timeout: float | None) -> list[Any]:

@@ -75,6 +75,8 @@ def parse_url(
         connect_timeout=connect_timeout,
     )
     if scheme == "unix":
+        if acks:
+            raise ValueError(f"replica_acks applies to a cluster URL: {_redact(url)}")
         if not parts.path:
             raise ValueError(f"unix URL without a socket path: {_redact(url)}")
         return common(unix_path=unquote(parts.path), db=db or 0)

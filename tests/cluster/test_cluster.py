@@ -55,6 +55,37 @@ async def test_a_stale_slot_map_is_corrected_by_moved(cluster: LocalCluster) -> 
         assert await client.node_of("{a}x") == owner
 
 
+async def test_a_slot_without_a_primary_is_waited_for(cluster: LocalCluster) -> None:
+    """During a failover the map has no primary for the dead one's slots until its replica
+    is promoted: commands for them wait (retried like CLUSTERDOWN), in a pipeline too."""
+    async with Client.from_url(cluster.url) as client:
+        assert isinstance(client, ClusterClient)
+        await client.execute("SET", "{a}x", "1")
+        slot = key_slot("{a}x")
+        real_refresh = client.refresh
+        refreshes = 0
+
+        async def refresh_with_the_slot_unserved() -> None:
+            nonlocal refreshes
+            refreshes += 1
+            await real_refresh()
+            if refreshes < 3:
+                assert client._map is not None
+                client._map.owners[slot] = None
+
+        client.refresh = refresh_with_the_slot_unserved  # type: ignore[method-assign]
+        await client.refresh()
+        assert await client.execute("GET", "{a}x") == b"1"
+        assert refreshes >= 3
+        refreshes = 0
+        await client.refresh()
+        pipe = client.pipeline()
+        pipe.execute_command("GET", "{a}x")
+        pipe.execute_command("GET", "{b}y")
+        assert await pipe.run() == [b"1", None]
+        assert refreshes >= 3
+
+
 async def test_the_library_is_reloaded_on_a_primary_that_lost_it(cluster: LocalCluster) -> None:
     async with Server.running(engine_config(cluster.url)) as server:
         eid = await submit(server)

@@ -1,8 +1,10 @@
 """Replicas and failover, on a cluster of the test's own (3 primaries, 3 replicas), with
-`replica_acks=1`: a function call returns once its primary's replica has it, and a
-primary killed while executions are created and run loses nothing acknowledged: its
-replica is promoted, the client follows the new slot map, and every acknowledged
-execution completes, each run once."""
+`replica_acks=1`. A function call returns once its primary's replica has it (the first
+test: the guarantee itself, which fails without WAIT). A primary killed while executions
+are created and run: its replica is promoted, the client follows the new slot map, and
+every acknowledged execution completes, each run once (asynchronous replication would
+rarely lose anything in so short a window, so this one shows the failover path, not the
+guarantee)."""
 
 from __future__ import annotations
 
@@ -62,10 +64,10 @@ async def test_a_call_returns_once_the_replica_has_it(
             nursery.start_soon(resume_after, 0.2)
             assert await timed_submit() >= 0.18
         assert server.client.replication_shortfalls == shortfalls
-        async with trio.open_nursery() as nursery:  # stopped past it (not past node timeout)
+        async with trio.open_nursery() as nursery:  # stopped past it
             os.kill(replica, signal.SIGSTOP)
-            nursery.start_soon(resume_after, 1.6)
-            assert 0.95 <= await timed_submit() < 1.55
+            nursery.start_soon(resume_after, 2.2)
+            assert 0.95 <= await timed_submit() < 2.1
             assert server.client.replication_shortfalls == shortfalls + 1
             assert await timed_submit() < 0.5  # degraded: not waiting again
 

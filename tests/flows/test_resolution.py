@@ -7,7 +7,7 @@ import pytest
 import trio
 
 from ff.core.ids import ExecutionId
-from ff.core.keys import IndexKeys
+from ff.core.keys import IndexKeys, lane_work_hint
 from ff.core.partitions import PartitionConfig
 from ff.script import execution as execution_fns
 from ff.script import flow as flow_fns
@@ -150,7 +150,10 @@ async def test_a_promoted_child_is_claimable_at_once_outside_the_scheduler_windo
         assert await claim(server, worker) is None  # nothing else: the hint is dropped
         await execution_fns.complete_execution(server.library, first.execution_id,
                                                result=b"", **fence(first))
-        await dag.wait_for("b", "waiting")
+        hints = lane_work_hint("default", server.config.partitions.lane_partition("default"))
+        with trio.fail_after(5):
+            while await server.client.execute("ZSCORE", hints, partition) is None:
+                await trio.sleep(0.01)
         second = await claim(server, worker)
         assert second is not None and second.execution_id == dag.ids["b"]
 

@@ -45,8 +45,11 @@ def test_replica_acks_on_a_cluster_url() -> None:
     params = parse_url("redis+cluster://n1:7000?replica_acks=1&replica_ack_timeout_ms=250")
     assert (params.cluster, params.replica_acks, params.replica_ack_timeout_ms) == (True, 1, 250)
     assert parse_url("redis+cluster://n1:7000?replica_acks=2").replica_ack_timeout_ms == 1000
-    with pytest.raises(ValueError, match="cluster URL"):
-        Client.from_url("redis://host?replica_acks=1")
+    for url in ("redis://host?replica_acks=1", "unix:///tmp/v.sock?replica_acks=1"):
+        with pytest.raises(ValueError, match="cluster URL"):
+            Client.from_url(url)
+    with pytest.raises(ValueError, match="below the command timeout"):
+        Client.from_url("redis+cluster://n1:7000?replica_acks=1&replica_ack_timeout_ms=10000")
 
 
 @pytest.mark.parametrize(
