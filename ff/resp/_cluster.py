@@ -29,6 +29,7 @@ import trio
 from ff.resp import errors
 from ff.resp._client import Client
 from ff.resp._commands import encode, encode_shared
+from ff.resp._helpers import scan_options
 from ff.resp._host import TaskHost
 from ff.resp._pipeline import transaction_results
 from ff.resp._pool import Pool, PoolStats
@@ -329,11 +330,7 @@ class ClusterClient(Client):
         self, match: str | None = None, count: int = 1000, type: str | None = None
     ) -> AsyncIterator[bytes]:
         """Every key of every primary via SCAN (a key may be yielded twice)."""
-        options: list[Any] = ["COUNT", count]
-        if match is not None:
-            options += ["MATCH", match]
-        if type is not None:
-            options += ["TYPE", type]
+        options = scan_options(match, count, type)
         if self._map is None:
             await self.refresh()
         for address in self.primaries:

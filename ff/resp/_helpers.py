@@ -10,6 +10,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 
+def scan_options(match: str | None, count: int, type: str | None) -> list[Any]:
+    """The COUNT / MATCH / TYPE arguments of a SCAN."""
+    options: list[Any] = ["COUNT", count]
+    if match is not None:
+        options += ["MATCH", match]
+    if type is not None:
+        options += ["TYPE", type]
+    return options
+
 class CommandHelpers:
     """Mixin: needs `execute(*args, timeout=None)` from the class it is mixed into."""
 
@@ -37,11 +46,7 @@ class CommandHelpers:
         self, match: str | None = None, count: int = 1000, type: str | None = None
     ) -> AsyncIterator[bytes]:
         """Every key (bytes) via SCAN. Like SCAN itself, a key may be yielded twice."""
-        options: list[Any] = ["COUNT", count]
-        if match is not None:
-            options += ["MATCH", match]
-        if type is not None:
-            options += ["TYPE", type]
+        options = scan_options(match, count, type)
         cursor: bytes = b"0"
         while True:
             cursor, keys = await self.execute("SCAN", cursor, *options)
