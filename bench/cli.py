@@ -14,7 +14,6 @@ import dataclasses
 import logging
 import statistics
 import sys
-import tempfile
 from collections import Counter as Tally
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,10 @@ from bench.harness import (
     Report,
     RunConfig,
     SystemResult,
+    bench_valkey,
     git_sha,
     host_info,
-    server_version_from_info,
+    server_version,
     utc_now,
 )
 
@@ -243,7 +243,6 @@ async def run_report(cfg: RunConfig, url: str | None, peers: list[str], runs: in
     from bench import baseline as baseline_mod
     from bench import scenario1
     from bench.peers import run_peer
-    from ff.embedded import EmbeddedServer
     from ff.resp import Client
 
     concurrencies = concurrencies or [cfg.worker_concurrency]
@@ -261,69 +260,60 @@ async def run_report(cfg: RunConfig, url: str | None, peers: list[str], runs: in
     report = Report(scenario="scenario1", config=config,
                     host=host_info(), git_sha=git_sha(), timestamp_utc=utc_now())
     all_runs: list[list[SystemResult]] = []
-    with tempfile.TemporaryDirectory(prefix="ff-bench-") as tmp:
-        embedded = None
-        if url is None:
-            embedded = EmbeddedServer(Path(tmp) / "valkey")
-            await embedded.start()
-            url = embedded.url
-        try:
-            async with Client.from_url(url) as client:
-                info = await client.execute("INFO", "server")
-                report.valkey_version = server_version_from_info(
-                    info.decode() if isinstance(info, bytes) else str(info))
+    private = False
+    try:
+        async with bench_valkey(url) as (url, private), Client.from_url(url) as client:
+            report.valkey_version = await server_version(client)
 
-                async def measure(system: str, step: RunConfig, measurement: Any
-                                  ) -> SystemResult:
-                    if embedded is not None:
-                        await client.execute("FLUSHALL")
-                    before = await _valkey_cpu_s(client)
-                    result = await _guarded(system, step, measurement)
-                    result.system = system
-                    result.worker_concurrency = step.worker_concurrency
-                    tasks = step.n * (2 if result.drain_rate is not None else 1)
-                    if result.status == "ok":
-                        spent = await _valkey_cpu_s(client) - before
-                        result.valkey_cpu_us = round(spent * 1e6 / tasks, 1)
-                    return result
+            async def measure(system: str, step: RunConfig, measurement: Any
+                              ) -> SystemResult:
+                if private:
+                    await client.execute("FLUSHALL")
+                before = await _valkey_cpu_s(client)
+                result = await _guarded(system, step, measurement)
+                result.system = system
+                result.worker_concurrency = step.worker_concurrency
+                tasks = step.n * (2 if result.drain_rate is not None else 1)
+                if result.status == "ok":
+                    spent = await _valkey_cpu_s(client) - before
+                    result.valkey_cpu_us = round(spent * 1e6 / tasks, 1)
+                return result
 
-                for run_index in range(runs):
-                    progress.message(f"run {run_index + 1}/{runs}")
-                    results: list[SystemResult] = []
-                    for wc in concurrencies:
-                        step = dataclasses.replace(cfg, worker_concurrency=wc)
-                        if baseline:
+            for run_index in range(runs):
+                progress.message(f"run {run_index + 1}/{runs}")
+                results: list[SystemResult] = []
+                for wc in concurrencies:
+                    step = dataclasses.replace(cfg, worker_concurrency=wc)
+                    if baseline:
+                        results.append(await measure(
+                            baseline_mod.SYSTEM, step,
+                            baseline_mod.run(url, step, progress)))
+                    if ff:
+                        for mode in submits:
+                            ff_step = dataclasses.replace(step, submit=mode)
+                            name = (scenario1.SYSTEM if len(submits) == 1
+                                    else f"{scenario1.SYSTEM} ({mode})")
                             results.append(await measure(
-                                baseline_mod.SYSTEM, step,
-                                baseline_mod.run(url, step, progress)))
-                        if ff:
-                            for mode in submits:
-                                ff_step = dataclasses.replace(step, submit=mode)
-                                name = (scenario1.SYSTEM if len(submits) == 1
-                                        else f"{scenario1.SYSTEM} ({mode})")
+                                name, ff_step, scenario1.run(url, ff_step, progress)))
+                            if admission:
                                 results.append(await measure(
-                                    name, ff_step, scenario1.run(url, ff_step, progress)))
-                                if admission:
-                                    results.append(await measure(
-                                        name.replace(scenario1.SYSTEM,
-                                                     scenario1.ADMITTED_SYSTEM),
-                                        ff_step, scenario1.run(url, ff_step, progress,
-                                                               admitted=True)))
-                        for name in peers:
-                            results.append(await measure(
-                                name, step, run_peer(name, url, step, progress, peers_dir)))
-                    all_runs.append(results)
-        finally:
-            if embedded is not None:
-                await embedded.stop()
-            root.handlers[:] = previous_handlers
-            root.setLevel(previous_level)
+                                    name.replace(scenario1.SYSTEM,
+                                                 scenario1.ADMITTED_SYSTEM),
+                                    ff_step, scenario1.run(url, ff_step, progress,
+                                                           admitted=True)))
+                    for name in peers:
+                        results.append(await measure(
+                            name, step, run_peer(name, url, step, progress, peers_dir)))
+                all_runs.append(results)
+    finally:
+        root.handlers[:] = previous_handlers
+        root.setLevel(previous_level)
     report.sweep = median_results(all_runs)
     report.results = best_per_system(report.sweep)
     report.runs = all_runs
     if ff and admission:
         report.notes += admission_ratios(all_runs)
-    if embedded is not None:
+    if private:
         report.notes.append("private valkey-server (appendonly yes, appendfsync everysec), "
                             "FLUSHALL before each system")
     if len(concurrencies) > 1:

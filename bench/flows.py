@@ -20,10 +20,8 @@ import itertools
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -31,7 +29,15 @@ from typing import Any
 
 import trio
 
-from bench.harness import REPO_ROOT, git_sha, host_info, utc_now
+from bench.harness import (
+    REPO_ROOT,
+    bench_valkey,
+    git_sha,
+    host_info,
+    median_rows,
+    server_version,
+    utc_now,
+)
 from bench.procs import KIND
 from ff.client import ApiClient, HttpError
 from ff.config import ServerConfig
@@ -47,7 +53,7 @@ from ff.core.keys import ExecKeys, IndexKeys
 from ff.core.partitions import PartitionConfig
 from ff.core.records import CreateExecutionArgs
 from ff.dag import Flow
-from ff.embedded import EmbeddedServer, free_loopback_port
+from ff.embedded import free_loopback_port
 from ff.http import build_app, serve_http
 from ff.resp import Client
 from ff.scheduler import Scheduler, lease_from_grant
@@ -307,58 +313,34 @@ async def _run(scenario: str, url: str | None, runs: int, args: Any) -> dict[str
     report: dict[str, Any] = {"scenario": scenario, "host": host_info(), "git_sha": git_sha(),
                               "timestamp_utc": utc_now(), "python": platform.python_version(),
                               "runs": []}
-    with tempfile.TemporaryDirectory(prefix="ff-bench-") as tmp:
-        embedded = None
-        if url is None:
-            embedded = EmbeddedServer(Path(tmp) / "valkey")
-            await embedded.start()
-            url = embedded.url
-        try:
-            async with Client.from_url(url) as client:
-                info = (await client.execute("INFO", "server")).decode()
-                report["valkey_version"] = next(
-                    line.split(":")[1] for line in info.splitlines()
-                    if line.startswith(("valkey_version", "redis_version")))
-                for _ in range(runs):
-                    if scenario == "scenario4":
-                        await client.execute("FLUSHDB")
-                        base = await scenario4_baseline(url, args.flows, args.workers)
-                        await client.execute("FLUSHDB")
-                        ff = await scenario4_ff(url, args.flows, args.workers)
-                        await client.execute("FLUSHDB")
-                        served = await scenario4_served(url, args.flows, args.workers)
-                        report["runs"].append([base, ff, served])
-                    else:
-                        rows = []
-                        for n in args.fanout:
-                            await client.execute("FLUSHDB")
-                            rows.append(await scenario6_baseline(url, n, args.samples))
-                            rows.append(await scenario6_ff(url, n, args.samples))
-                        report["runs"].append(rows)
-        finally:
-            if embedded is not None:
-                await embedded.stop()
-    report["median"] = _medians(report["runs"])
+    async with bench_valkey(url) as (url, _), Client.from_url(url) as client:
+        report["valkey_version"] = await server_version(client)
+        for _ in range(runs):
+            if scenario == "scenario4":
+                await client.execute("FLUSHDB")
+                base = await scenario4_baseline(url, args.flows, args.workers)
+                await client.execute("FLUSHDB")
+                ff = await scenario4_ff(url, args.flows, args.workers)
+                await client.execute("FLUSHDB")
+                served = await scenario4_served(url, args.flows, args.workers)
+                report["runs"].append([base, ff, served])
+            else:
+                rows = []
+                for n in args.fanout:
+                    await client.execute("FLUSHDB")
+                    rows.append(await scenario6_baseline(url, n, args.samples))
+                    rows.append(await scenario6_ff(url, n, args.samples))
+                report["runs"].append(rows)
+    report["median"] = median_rows(report["runs"])
     return report
 
-
-def _medians(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Per row position, the median of every numeric field over the runs."""
-    medians = []
-    for rows in zip(*runs, strict=True):
-        merged = dict(rows[0])
-        for key, value in rows[0].items():
-            if isinstance(value, float):
-                merged[key] = statistics.median(r[key] for r in rows)
-        medians.append(merged)
-    return medians
 
 
 def markdown(report: dict[str, Any]) -> str:
     host = report["host"]
     lines = [f"# {report['scenario']} ({report['git_sha']}, {report['timestamp_utc']})", "",
              f"Host: {json.dumps(host)}; Python {report['python']}; "
-             f"Valkey {report['valkey_version']}. Medians of {len(report['runs'])} runs "
+             f"{report['valkey_version']}. Medians of {len(report['runs'])} runs "
              "(2 shared cores, other developers' load present).", ""]
     rows = report["median"]
     keys = list(dict.fromkeys(k for row in rows for k in row if k != "system"))

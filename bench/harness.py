@@ -17,8 +17,10 @@ import os
 import platform
 import re
 import signal
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
+
+from ff.embedded import EmbeddedServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CORE_PACKAGES = ("flowfabric", "trio", "msgspec", "hiredis", "h11")
@@ -301,6 +305,45 @@ def git_sha(short: bool = True) -> str:
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return ""
+
+
+@contextlib.asynccontextmanager
+async def bench_valkey(url: str | None) -> AsyncIterator[tuple[str, bool]]:
+    """(`url`, False), or (a private embedded Valkey's URL, True) when no URL is given: a
+    private one, which the benchmarks may flush between systems, is stopped after."""
+    if url is not None:
+        yield url, False
+        return
+    with tempfile.TemporaryDirectory(prefix="ff-bench-") as tmp:
+        embedded = EmbeddedServer(Path(tmp) / "valkey")
+        await embedded.start()
+        try:
+            yield embedded.url, True
+        finally:
+            await embedded.stop()
+
+
+async def server_version(client: Any) -> str:
+    """`valkey 8.0.1` / `redis 7.0.15` of the server `client` talks to."""
+    info = await client.execute("INFO", "server")
+    return server_version_from_info(info.decode() if isinstance(info, bytes) else str(info))
+
+
+def median_rows(runs: list[list[dict[str, Any]]], keep_runs_of: str | None = None
+                ) -> list[dict[str, Any]]:
+    """Per row position, the median of every numeric figure over the runs (a figure some
+    run lacks is taken over the others); `keep_runs_of` also keeps that figure's values."""
+    medians = []
+    for rows in zip(*runs, strict=True):
+        merged = dict(rows[0])
+        for key, value in rows[0].items():
+            values = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and values:
+                merged[key] = statistics.median(values)
+        if keep_runs_of:
+            merged[f"{keep_runs_of}_runs"] = [r[keep_runs_of] for r in rows]
+        medians.append(merged)
+    return medians
 
 
 def server_version_from_info(info: str) -> str:

@@ -22,19 +22,17 @@ from __future__ import annotations
 import json
 import secrets
 import statistics
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from bench.harness import git_sha, host_info, percentiles, server_version_from_info, utc_now
+from bench.harness import bench_valkey, git_sha, host_info, percentiles, server_version, utc_now
 from ff.client import ApiClient
 from ff.config import ServerConfig
 from ff.core import conditions
 from ff.core.records import CreateExecutionArgs
-from ff.embedded import EmbeddedServer
 from ff.http import serve_http
 from ff.http.routes import build_app
 from ff.server import Server
@@ -89,43 +87,32 @@ async def run(url: str | None, samples: int, per_sample: int, warmup: int) -> di
         "reference": {"p50_ms": REFERENCE_P50_MS, "host": "16-core host (published)"},
         "target": TARGET,
     }
-    with tempfile.TemporaryDirectory(prefix="ff-bench2-") as tmp:
-        embedded = None
-        if url is None:
-            embedded = EmbeddedServer(Path(tmp) / "valkey")
-            await embedded.start()
-            url = embedded.url
-        try:
-            lane = f"bench-s2-{uuid.uuid4().hex[:8]}"
-            config = ServerConfig(valkey_url=url, waitpoint_hmac_secret=secrets.token_hex(32),
-                                  lanes=(lane,), listen_host="127.0.0.1", listen_port=0)
-            async with Server.running(config) as server, trio.open_nursery() as nursery:
-                info = await server.client.execute("INFO", "server")
-                report["valkey_version"] = server_version_from_info(
-                    info.decode() if isinstance(info, bytes) else str(info))
-                port = await nursery.start(serve_http, build_app(server), "127.0.0.1", 0)
-                async with (ApiClient(f"http://127.0.0.1:{port}") as api,
-                            Worker.connect(url, worker_id=f"bench-{uuid.uuid4().hex[:6]}",
-                                           lanes=[lane], max_concurrent=1,
-                                           summary_interval_s=0) as worker):
-                    for _ in range(warmup):
-                        await _round_trip(api, worker, lane)
-                    per_batch = []
-                    every: list[float] = []
-                    handed: list[float] = []
-                    wall_start = trio.current_time()
-                    for _ in range(samples):
-                        batch = [(await _round_trip(api, worker, lane))[0]
-                                 for _ in range(per_sample)]
-                        every += batch
-                        per_batch.append(percentiles(batch))
-                        handed += [(await _round_trip(api, worker, lane, False))[0]
-                                   for _ in range(per_sample)]
-                    wall = trio.current_time() - wall_start
-                nursery.cancel_scope.cancel()
-        finally:
-            if embedded is not None:
-                await embedded.stop()
+    async with bench_valkey(url) as (url, _):
+        lane = f"bench-s2-{uuid.uuid4().hex[:8]}"
+        config = ServerConfig(valkey_url=url, waitpoint_hmac_secret=secrets.token_hex(32),
+                              lanes=(lane,), listen_host="127.0.0.1", listen_port=0)
+        async with Server.running(config) as server, trio.open_nursery() as nursery:
+            report["valkey_version"] = await server_version(server.client)
+            port = await nursery.start(serve_http, build_app(server), "127.0.0.1", 0)
+            async with (ApiClient(f"http://127.0.0.1:{port}") as api,
+                        Worker.connect(url, worker_id=f"bench-{uuid.uuid4().hex[:6]}",
+                                       lanes=[lane], max_concurrent=1,
+                                       summary_interval_s=0) as worker):
+                for _ in range(warmup):
+                    await _round_trip(api, worker, lane)
+                per_batch = []
+                every: list[float] = []
+                handed: list[float] = []
+                wall_start = trio.current_time()
+                for _ in range(samples):
+                    batch = [(await _round_trip(api, worker, lane))[0]
+                             for _ in range(per_sample)]
+                    every += batch
+                    per_batch.append(percentiles(batch))
+                    handed += [(await _round_trip(api, worker, lane, False))[0]
+                               for _ in range(per_sample)]
+                wall = trio.current_time() - wall_start
+            nursery.cancel_scope.cancel()
     overall = percentiles(every)
     report["results"] = {
         "round_trips": len(every), **overall,

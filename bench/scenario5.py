@@ -38,9 +38,7 @@ import json
 import platform
 import random
 import secrets
-import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -48,13 +46,20 @@ from typing import Any
 
 import trio
 
-from bench.harness import REPO_ROOT, git_sha, host_info, utc_now
+from bench.harness import (
+    REPO_ROOT,
+    bench_valkey,
+    git_sha,
+    host_info,
+    median_rows,
+    server_version,
+    utc_now,
+)
 from ff.config import ScannerIntervals, ServerConfig
 from ff.core.ids import ExecutionId
 from ff.core.keys import ExecKeys
 from ff.core.policy import ExecutionPolicy, RoutingRequirements
 from ff.core.records import CreateExecutionArgs
-from ff.embedded import EmbeddedServer
 from ff.resp import Client
 from ff.scheduler import Scheduler
 from ff.script import execution as execution_fns
@@ -260,48 +265,21 @@ async def _run(args: Any) -> dict[str, Any]:
                    "poll_ms": int(POLL_S * 1000), "submit_concurrency": SUBMIT_CONCURRENCY,
                    "unblock_interval_s": 0.25, "runs": args.runs},
         "runs": []}
-    with tempfile.TemporaryDirectory(prefix="ff-bench-") as tmp:
-        embedded = None
-        url = args.url
-        if url is None:
-            embedded = EmbeddedServer(Path(tmp) / "valkey")
-            await embedded.start()
-            url = embedded.url
-        try:
-            async with Client.from_url(url) as client:
-                info = (await client.execute("INFO", "server")).decode()
-                report["valkey_version"] = next(
-                    line.split(":")[1].strip() for line in info.splitlines()
-                    if line.startswith(("valkey_version", "redis_version")))
-                for _ in range(args.runs):
-                    rows = []
-                    for mode in modes:
-                        plan = Plan(mode, args.workers, args.n)
-                        for measure in ("drain", "e2e"):
-                            for runner in (run_baseline, run_ff):
-                                if embedded is not None:
-                                    await client.execute("FLUSHALL")
-                                rows.append(await runner(url, plan, measure, args.timeout))
-                    report["runs"].append(rows)
-        finally:
-            if embedded is not None:
-                await embedded.stop()
-    report["median"] = _medians(report["runs"])
+    async with bench_valkey(args.url) as (url, private), Client.from_url(url) as client:
+        report["valkey_version"] = await server_version(client)
+        for _ in range(args.runs):
+            rows = []
+            for mode in modes:
+                plan = Plan(mode, args.workers, args.n)
+                for measure in ("drain", "e2e"):
+                    for runner in (run_baseline, run_ff):
+                        if private:
+                            await client.execute("FLUSHALL")
+                        rows.append(await runner(url, plan, measure, args.timeout))
+            report["runs"].append(rows)
+    report["median"] = median_rows(report["runs"], keep_runs_of="tasks_per_s")
     return report
 
-
-def _medians(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Per row position, the median of every numeric figure over the runs."""
-    medians = []
-    for rows in zip(*runs, strict=True):
-        merged = dict(rows[0])
-        for key, value in rows[0].items():
-            values = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and values:
-                merged[key] = statistics.median(values)
-        merged["tasks_per_s_runs"] = [r["tasks_per_s"] for r in rows]
-        medians.append(merged)
-    return medians
 
 
 COLUMNS = ("mode", "measure", "system", "tasks_per_s", "correct_routing_rate", "wrong_claims",
@@ -313,7 +291,7 @@ def markdown(report: dict[str, Any]) -> str:
     host = report["host"]
     lines = [f"# scenario5 ({report['git_sha']}, {report['timestamp_utc']})", "",
              f"Host: {json.dumps(host)}; Python {report['python']}; "
-             f"Valkey {report['valkey_version']}. Medians of {len(report['runs'])} runs "
+             f"{report['valkey_version']}. Medians of {len(report['runs'])} runs "
              "(2 shared cores, other developers' load present). Config: "
              f"{json.dumps(report['config'])}.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench import flows
+from bench.harness import median_rows
 
 
 async def test_scenario4_small(server_url: str) -> None:
@@ -21,7 +22,7 @@ async def test_scenario6_small(server_url: str) -> None:
 def test_medians_and_markdown() -> None:
     runs = [[{"system": "ff", "n": 10, "p99_ms": 1.0}], [{"system": "ff", "n": 10, "p99_ms": 3.0}],
             [{"system": "ff", "n": 10, "p99_ms": 2.0}]]
-    medians = flows._medians(runs)
+    medians = median_rows(runs)
     assert medians == [{"system": "ff", "n": 10, "p99_ms": 2.0}]
     text = flows.markdown({"scenario": "scenario6", "git_sha": "x", "timestamp_utc": "t",
                            "host": {}, "python": "3", "valkey_version": "v", "runs": runs,
