@@ -9,11 +9,13 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 
+from ff.core.keys import ExecKeys
 from ff.server import Server
 from ff.worker import Worker
 from tests.engine.conftest import core_field, engine_config, submit
 
-__all__ = ["core_field", "engine_config", "running", "submit", "wait_for_state"]
+__all__ = ["assert_each_ran_and_completed_once", "core_field", "engine_config", "running",
+           "submit", "wait_for_state"]
 
 
 @pytest.fixture
@@ -49,3 +51,15 @@ async def wait_for_state(server: Server, eid: str, *states: str, timeout: float 
             if state in states:
                 return state
             await trio.sleep(0.01)
+
+
+async def assert_each_ran_and_completed_once(server: Server, eids: list[str],
+                                             runs: dict[str, int]) -> None:
+    """Every execution ran once (`runs`: handler calls per id) and completed on its
+    first attempt."""
+    assert set(runs) == set(eids) and set(runs.values()) == {1}
+    pipe = server.client.pipeline()
+    for eid in eids:
+        pipe.execute_command("HMGET", ExecKeys(eid).core, "public_state", "total_attempt_count")
+    rows = await pipe.run(raise_on_error=True)
+    assert {(state.decode(), count.decode()) for state, count in rows} == {("completed", "1")}

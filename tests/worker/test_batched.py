@@ -15,7 +15,14 @@ from ff.script import scheduling as scheduling_fns
 from ff.script.library import text
 from ff.server import Server
 from ff.worker import ClaimedTask, Worker
-from tests.worker.conftest import core_field, make_worker, running, submit, wait_for_state
+from tests.worker.conftest import (
+    assert_each_ran_and_completed_once,
+    core_field,
+    make_worker,
+    running,
+    submit,
+    wait_for_state,
+)
 
 pytestmark = pytest.mark.compat
 
@@ -74,12 +81,7 @@ async def test_multi_claim_never_hands_one_execution_to_two_workers(
         for worker in workers:
             worker.stop()
     assert len(set(eids)) == total
-    assert set(runs) == set(eids) and set(runs.values()) == {1}
-    pipe = server.client.pipeline()
-    for eid in eids:
-        pipe.execute_command("HMGET", ExecKeys(eid).core, "public_state", "total_attempt_count")
-    rows = await pipe.run(raise_on_error=True)
-    assert {(state.decode(), count.decode()) for state, count in rows} == {("completed", "1")}
+    await assert_each_ran_and_completed_once(server, eids, runs)
 
 
 async def test_one_renewal_loop_keeps_500_leases_and_cancels_only_the_revoked(

@@ -12,7 +12,14 @@ from ff.core.keys import ExecKeys
 from ff.core.policy import ExecutionPolicy, FixedBackoff, RetryPolicy
 from ff.server import Server
 from ff.worker import ClaimedTask, LeaseLostError, Worker
-from tests.worker.conftest import core_field, make_worker, running, submit, wait_for_state
+from tests.worker.conftest import (
+    assert_each_ran_and_completed_once,
+    core_field,
+    make_worker,
+    running,
+    submit,
+    wait_for_state,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -319,10 +326,5 @@ async def test_thousand_executions_on_four_workers_complete_exactly_once(
         for worker in workers:
             worker.stop()
     assert len(set(eids)) == total
-    assert set(runs) == set(eids) and set(runs.values()) == {1}
-    pipe = server.client.pipeline()
-    for eid in eids:
-        pipe.execute_command("HMGET", ExecKeys(eid).core, "public_state", "total_attempt_count")
-    rows = await pipe.run(raise_on_error=True)
-    assert {(state.decode(), count.decode()) for state, count in rows} == {("completed", "1")}
+    await assert_each_ran_and_completed_once(server, eids, runs)
     assert sum(by_worker.values()) == total
